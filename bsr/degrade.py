@@ -1,0 +1,148 @@
+"""The literature's degradations: modcrop, MATLAB-exact bicubic imresize, BI and BD.
+
+Conventions (see the paper notes): MATLAB `imresize(..., 'bicubic')` uses the cubic kernel with a = -0.5,
+widens it by 1/s when shrinking (antialiasing), mirrors at the borders, gives ceil(in * s) pixels, works in
+double and rounds half away from zero to uint8. BD blurs with a 7x7 Gaussian (sigma 1.6, replicate
+borders), rounds to uint8, then keeps every s-th pixel starting at s // 2.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from scipy.ndimage import correlate1d
+
+from bsr import BsrError
+
+KINDS = ("BI", "BD")
+BD_KERNEL_SIZE = 7
+BD_SIGMA = 1.6
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so that height and width are multiples of `scale`."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """MATLAB's round: halves go away from zero (numpy's round goes to even)."""
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Clip and round a float image to uint8 the way MATLAB converts double to uint8."""
+    return np.clip(round_half_away(x), 0, 255).astype(np.uint8)
+
+
+def cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic')."""
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+
+
+@lru_cache(maxsize=64)
+def resize_weights(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
+    """The (out_len, in_len) float64 matrix of MATLAB's `contributions`, with mirrored borders folded in."""
+    kernel_width = 4.0
+    if scale < 1 and antialias:
+        def kernel(x):
+            return scale * cubic(scale * x)
+        kernel_width /= scale
+    else:
+        kernel = cubic
+    x = np.arange(1, out_len + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - kernel_width / 2)
+    taps = math.ceil(kernel_width) + 2
+    ind = left[:, None] + np.arange(taps)[None, :]
+    weights = kernel(u[:, None] - ind)
+    weights /= weights.sum(axis=1, keepdims=True)
+    # MATLAB mirrors the index sequence 1..n, n..1 (symmetric padding, edge pixel repeated).
+    mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
+    cols = mirror[(ind.astype(np.int64) - 1) % (2 * in_len)]
+    matrix = np.zeros((out_len, in_len), dtype=np.float64)
+    np.add.at(matrix, (np.repeat(np.arange(out_len), taps), cols.ravel()), weights.ravel())
+    return matrix
+
+
+def imresize(img: np.ndarray, scale: float | None = None, output_shape: tuple[int, int] | None = None,
+             antialias: bool = True) -> np.ndarray:
+    """MATLAB `imresize(img, scale, 'bicubic')` on a (H, W) or (H, W, C) array.
+
+    uint8 input gives uint8 output (rounded half away from zero); float input gives float64 output.
+    Both passes run in float64 as matrix products; the dimension with the smaller scale goes first, as in MATLAB.
+    """
+    if (scale is None) == (output_shape is None):
+        raise ValueError("give exactly one of scale or output_shape")
+    h, w = img.shape[:2]
+    if scale is not None:
+        scales = (float(scale), float(scale))
+        out_shape = (math.ceil(h * scale), math.ceil(w * scale))
+    else:
+        out_shape = tuple(int(n) for n in output_shape)
+        scales = (out_shape[0] / h, out_shape[1] / w)
+    out = img.astype(np.float64)
+    for dim in sorted((0, 1), key=lambda d: scales[d]):
+        weights = resize_weights(img.shape[dim], out_shape[dim], scales[dim], antialias)
+        out = np.moveaxis(np.tensordot(weights, np.moveaxis(out, dim, 0), axes=1), 0, dim)
+    out = np.ascontiguousarray(out)
+    return to_uint8(out) if img.dtype == np.uint8 else out
+
+
+@lru_cache(maxsize=4)
+def gaussian_kernel_1d(size: int, sigma: float) -> np.ndarray:
+    """The 1-D factor of MATLAB's fspecial('gaussian', size, sigma); their outer product is the 2-D kernel."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    k = np.exp(-(x * x) / (2 * sigma * sigma))
+    return k / k.sum()
+
+
+def blur_down(img: np.ndarray, scale: int) -> np.ndarray:
+    """BD: 7x7 Gaussian blur (sigma 1.6, replicate borders) rounded to uint8, then keep pixels s//2, s//2+s, ..."""
+    if scale % 2 == 0:
+        raise BsrError(f"BD degradation needs an odd scale (got {scale}): the kept pixel must be a centre pixel")
+    k = gaussian_kernel_1d(BD_KERNEL_SIZE, BD_SIGMA)
+    blurred = correlate1d(img.astype(np.float64), k, axis=0, mode="nearest")
+    blurred = correlate1d(blurred, k, axis=1, mode="nearest")
+    start = scale // 2
+    return to_uint8(blurred)[start::scale, start::scale]
+
+
+def check_size(img: np.ndarray, scale: int, name: str) -> None:
+    h, w = img.shape[:2]
+    if h < scale or w < scale:
+        raise BsrError(f"{name}: image is {w}x{h} pixels, smaller than scale {scale}")
+
+
+def degrade(hr: np.ndarray, scale: int, kind: str, name: str = "image") -> np.ndarray:
+    """The LR input for a HR image: modcrop, then BI (bicubic down) or BD (blur, then subsample)."""
+    if kind not in KINDS:
+        raise BsrError(f"unknown degradation kind {kind!r}: expected one of {', '.join(KINDS)}")
+    check_size(hr, scale, name)
+    hr = modcrop(hr, scale)
+    if kind == "BI":
+        return imresize(hr, 1 / scale)
+    return blur_down(hr, scale)
+
+
+def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
+    """The bicubic baseline's SR image: MATLAB bicubic back up by `scale`."""
+    return imresize(lr, scale)
+
+
+def degrade_dir(hr_dir, out_dir, scale: int, kind: str) -> int:
+    """Write the LR image of every HR image in `hr_dir` to `out_dir` as PNG, under the same stem.
+
+    The directory appears only when every image is done: a failure leaves no partial output.
+    """
+    from bsr.images import atomic_path, list_images, read_image, write_image
+
+    files = list_images(hr_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for path in files:
+            write_image(tmp / f"{path.stem}.png", degrade(read_image(path), scale, kind, name=str(path)))
+    return len(files)

@@ -1,0 +1,97 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bsr import BsrError
+from bsr.cli import main
+from bsr.images import read_image, write_image
+
+
+def test_gray_file_stays_single_channel(shared_data):
+    assert read_image(shared_data / "Set14" / "HR" / "bridge.png").ndim == 2
+    assert read_image(shared_data / "T91" / "HR" / "t1.bmp").shape[2] == 3
+
+
+def test_rgba_alpha_dropped_only_when_opaque(tmp_path):
+    rgba = np.random.default_rng(0).integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    assert (read_image(tmp_path / "opaque.png") == rgba[..., :3]).all()
+    rgba[0, 0, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
+    with pytest.raises(BsrError, match="clear.png.*transparent"):
+        read_image(tmp_path / "clear.png")
+
+
+def test_write_image_roundtrip_leaves_no_temp(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    write_image(tmp_path / "a.png", img)
+    assert (read_image(tmp_path / "a.png") == img).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+# Bad input: each case must give a one-line error naming the file, a non-zero exit, and no output at all.
+
+def _hr_dir(tmp_path, n=3, size=(24, 24)):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(hr / f"img{i}.png")
+    return hr
+
+
+def truncated_png(path):
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def png_16bit(path):
+    Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+
+
+def text_as_png(path):
+    path.write_text("not an image\n")
+
+
+def tiny_png(path):
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("make_bad,message", [
+    (truncated_png, "truncated"),
+    (png_16bit, "not 8-bit"),
+    (text_as_png, "not an image"),
+    (tiny_png, "smaller than scale 4"),
+])
+@pytest.mark.parametrize("verb", ["degrade", "eval-bicubic"])
+def test_bad_image_fails_cleanly(tmp_path, capsys, make_bad, message, verb):
+    hr = _hr_dir(tmp_path)
+    make_bad(hr / "img1_bad.png")
+    out = tmp_path / ("lr" if verb == "degrade" else "bicubic.json")
+    assert main([verb, "--hr", str(hr), "--out", str(out), "--scale", "4", "--kind", "BI"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "img1_bad.png" in err and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr"]
+
+
+def test_empty_directory_fails_cleanly(tmp_path):
+    (tmp_path / "hr").mkdir()
+    result = subprocess.run([sys.executable, "-m", "bsr.cli", "degrade", "--hr", str(tmp_path / "hr"),
+                             "--out", str(tmp_path / "lr"), "--scale", "2", "--kind", "BI"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"bsr: error: {tmp_path / 'hr'}: no PNG or BMP images found"
+    assert not (tmp_path / "lr").exists()
+
+
+def test_degrade_cli_writes_same_names(tmp_path):
+    hr = _hr_dir(tmp_path, size=(25, 31))
+    assert main(["degrade", "--hr", str(hr), "--out", str(tmp_path / "lr"), "--scale", "3", "--kind", "BD"]) == 0
+    lr = sorted((tmp_path / "lr").iterdir())
+    assert [p.name for p in lr] == ["img0.png", "img1.png", "img2.png"]
+    assert read_image(lr[0]).shape == (8, 10, 3)
