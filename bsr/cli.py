@@ -21,6 +21,31 @@ def cmd_eval_bicubic(args):
     print(json.dumps(eval_bicubic(args.hr, args.scale, args.kind, args.out, args.space)))
 
 
+def cmd_pic(args):
+    from bsr.pic import plot_balance, write_tables
+
+    n = write_tables(args.lr, args.out, args.reduce)
+    print(f"wrote {n} PIC summed-area tables ({args.reduce}) into {args.out}")
+    if args.plot:
+        plot_balance(args.lr, args.out, args.reduce, args.plot, patch=args.patch, seed=args.seed)
+        print(f"wrote {args.plot}")
+
+
+def cmd_model_info(args):
+    from bsr.config import model_config
+    from bsr.model import build_model, model_info
+
+    info = model_info(build_model(model_config(args.config, args.experiment)[0], args.scale))
+    print(f"conv_layers={info['conv_layers']} params={info['params']}")
+
+
+def cmd_train(args):
+    from bsr.config import load_experiment
+    from bsr.train import train
+
+    print(json.dumps(train(load_experiment(args.config), args.out, resume=args.resume)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bsr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"bsr {__version__}")
@@ -44,6 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     degradation_args(p)
     p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
     p.add_argument("--space", default="y", choices=["y", "rgb"], help="PSNR/SSIM on BT.601 Y (default) or RGB")
+
+    p = verb("pic", cmd_pic, "precompute PIC summed-area tables of LR training images (.npy per image)")
+    p.add_argument("--lr", required=True, help="directory of LR images")
+    p.add_argument("--out", required=True, help="output directory (replaced atomically)")
+    p.add_argument("--reduce", default="sum", choices=["sum", "max"], help="over colour channels (default sum)")
+    p.add_argument("--plot", help="also draw the PIC histogram of uniform crops against RFS batches (PNG)")
+    p.add_argument("--patch", type=int, default=48, help="LR patch size for --plot (default 48)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --plot (default 0)")
+
+    p = verb("model-info", cmd_model_info, "print the conv layer and parameter counts of a model config")
+    p.add_argument("--config", required=True, help="pipeline config (config/config.yaml) or experiment config")
+    p.add_argument("--experiment", help="which experiment of a pipeline config (default: the first)")
+    p.add_argument("--scale", required=True, type=int, choices=[2, 3, 4])
+
+    p = verb("train", cmd_train, "train one experiment")
+    p.add_argument("--config", required=True, help="experiment config (YAML)")
+    p.add_argument("--out", required=True, help="run directory: checkpoint, metrics, final model")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     return parser
 
 

@@ -9,23 +9,62 @@ import numpy as np
 import pandas as pd
 
 from bsr import BsrError
-from bsr.degrade import check_size, degrade, modcrop, upscale_bicubic
+from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
 from bsr.images import atomic_path, list_images, read_image
 from bsr.metrics import psnr_ssim
 
 
+def read_lr(lr_dir, hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
+    """The stored LR image for `hr_path`, checked to be the modcropped HR's size divided by the scale."""
+    path = Path(lr_dir) / f"{hr_path.stem}.png"
+    lr = read_image(path)
+    h, w = hr.shape[0] // scale, hr.shape[1] // scale
+    if lr.shape[:2] != (h, w) or lr.ndim != hr.ndim:
+        raise BsrError(f"{path}: LR image is {lr.shape}, expected {(h, w) + hr.shape[2:]} for {hr_path} at x{scale}")
+    return lr
+
+
 def score_set(hr_dir, scale: int, kind: str, super_resolve: Callable[[np.ndarray], np.ndarray],
-              space: str = "y") -> pd.DataFrame:
-    """Degrade every HR image of `hr_dir`, super-resolve it, and score it against the modcropped HR."""
+              space: str = "y", lr_dir=None) -> pd.DataFrame:
+    """Super-resolve the LR image of every HR image of `hr_dir` and score it against the modcropped HR.
+
+    LR images come from `lr_dir` (written by `bsr degrade`) when given, else are degraded on the fly.
+    """
     rows = []
     for path in list_images(hr_dir):
         hr = read_image(path)
         check_size(hr, scale, str(path))
-        sr = super_resolve(degrade(hr, scale, kind, name=str(path)))
+        lr = read_lr(lr_dir, path, hr, scale) if lr_dir else degrade(hr, scale, kind, name=str(path))
+        sr = super_resolve(lr)
         hr = modcrop(hr, scale)
         value_psnr, value_ssim = psnr_ssim(sr, hr, scale, space)
         rows.append({"image": path.stem, "psnr": value_psnr, "ssim": value_ssim})
     return pd.DataFrame(rows)
+
+
+def model_upscaler(model, device) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 LR -> uint8 SR through `model` in full fp32 (no autocast, no TF32: evaluation is exact).
+
+    A gray image goes in as R = G = B and comes out as the mean of the three output channels.
+    """
+    import torch
+
+    from bsr.images import as_rgb
+
+    def super_resolve(lr: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(as_rgb(lr)).to(device).permute(2, 0, 1)[None].float().div(255)
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            with torch.no_grad():
+                y = model(x)[0].permute(1, 2, 0).double().cpu().numpy()
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+        if lr.ndim == 2:
+            y = y.mean(axis=2)
+        return to_uint8(y * 255)
+
+    return super_resolve
 
 
 def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:

@@ -62,6 +62,11 @@ def _to_uint8_array(im: Image.Image, path: Path) -> np.ndarray:
     raise BsrError(f"{path}: unsupported image mode {mode} (8-bit L, RGB or opaque RGBA expected)")
 
 
+def as_rgb(img: np.ndarray) -> np.ndarray:
+    """Networks see RGB: a gray image becomes R = G = B (EDSR's convention)."""
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+
 def list_images(directory: str | os.PathLike) -> list[Path]:
     """The PNG/BMP files of `directory`, sorted by name; an error if there are none."""
     directory = Path(directory)

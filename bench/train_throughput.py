@@ -1,0 +1,90 @@
+"""End-to-end training throughput (sampler, augmentation, step) of the default paper BSR at x2 with 48x48
+LR patches on T91: the bsr engine against a plain fp32 eager loop (batch 16, no AMP, default Adam), same run.
+
+On CUDA the engine uses bf16 autocast, channels_last, fused Adam and torch.compile; on CPU both loops are
+fp32 eager, so expect a ratio near 1 there (use --steps small: the paper model is slow on a CPU).
+"""
+import argparse
+import time
+
+import torch
+
+from bench.common import REPO, dataset
+from bsr.config import load_yaml, resolve_experiment
+from bsr.degrade import degrade, modcrop
+from bsr.images import as_rgb, list_images, read_image
+from bsr.losses import hybrid_loss
+from bsr.model import build_model
+from bsr.pic import summed_area_table
+from bsr.sampling import PatchSampler, TrainingSet
+from bsr.train import make_train_step, pick_device
+
+
+def training_set(scale):
+    hr = [modcrop(as_rgb(read_image(p)), scale) for p in list_images(dataset("T91"))]
+    lr = [degrade(img, scale, "BI") for img in hr]
+    return TrainingSet(lr, hr, [summed_area_table(img) for img in lr], scale, [str(i) for i in range(len(lr))])
+
+
+def samples_per_second(step, sampler, device, warmup, steps):
+    for _ in range(warmup):
+        step(*sampler.next_batch())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step(*sampler.next_batch())
+    float(loss)  # waits for the device
+    return steps * sampler.batch / (time.perf_counter() - start)
+
+
+def engine_step(cfg, device, compile):
+    model = build_model(cfg["model"], cfg["scale"]).to(device)
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=device.type == "cuda" or None)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 100_000, 0.1)
+    return make_train_step(model, optimizer, scheduler, cfg["loss"], device, amp=True,
+                           channels_last=channels_last, compile=compile)
+
+
+def plain_step(cfg, device):
+    model = build_model(cfg["model"], cfg["scale"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+
+    def step(lr, hr):
+        lr = torch.from_numpy(lr).to(device).permute(0, 3, 1, 2).float() / 255
+        hr = torch.from_numpy(hr).to(device).permute(0, 3, 1, 2).float() / 255
+        loss = hybrid_loss(model(lr), hr, cfg["loss"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=64, help="engine batch size (plain loop: 16)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args()
+    cfg = resolve_experiment(load_yaml(REPO / "config" / "config.yaml"), "BI_x2")
+    device = pick_device("auto")
+    data = training_set(2)
+    patch = cfg["sampling"]["patch"]
+    plain = samples_per_second(plain_step(cfg, device), PatchSampler(data, patch, 16, 0), device,
+                               args.warmup, args.steps)
+    ours = samples_per_second(engine_step(cfg, device, not args.no_compile),
+                              PatchSampler(data, patch, args.batch, 0), device, args.warmup, args.steps)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"{name}: BSR x2 (n_fmg={cfg['model']['n_fmg']}, {cfg['model']['channels']} ch), {patch}x{patch} LR")
+    print(f"plain fp32 eager, batch 16: {plain:.1f} samples/s")
+    print(f"bsr engine, batch {args.batch}: {ours:.1f} samples/s; {ours / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

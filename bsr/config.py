@@ -1,0 +1,129 @@
+"""Loading YAML configs and validating them against JSON schemas, with errors that name the key."""
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from bsr import BsrError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `2e-4` (no dot) as a string; researchers write learning rates that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)
+    except FileNotFoundError:
+        raise BsrError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise BsrError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise BsrError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate(cfg: dict, schema: dict, source: str) -> dict:
+    """Validate `cfg` in place, filling schema defaults; raise one readable error naming the key."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        err = errors[0]
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            where = key_path(err)
+            keys = ", ".join(f"{where}.{k}" if where != "<top level>" else k for k in extra)
+            raise BsrError(f"{source}: unknown key {keys} (allowed: {', '.join(sorted(err.schema['properties']))})")
+        raise BsrError(f"{source}: {key_path(err)}: {err.message}")
+    fill_defaults(cfg, schema)
+    return cfg
+
+
+def fill_defaults(cfg: dict, schema: dict) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in cfg and "default" in sub:
+            cfg[key] = sub["default"]
+        if isinstance(cfg.get(key), dict):
+            fill_defaults(cfg[key], sub)
+
+
+def package_schema(name: str) -> dict:
+    return yaml.safe_load(resources.files("bsr.schemas").joinpath(f"{name}.schema.yaml").read_text())
+
+
+def load_experiment(path) -> dict:
+    return validate(load_yaml(path), package_schema("experiment"), str(path))
+
+
+EXPERIMENT_SECTIONS = ("model", "loss", "sampling", "train")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged
+
+
+def experiment_test_sets(cfg: dict, name: str) -> list[str]:
+    return cfg["experiments"][name].get("test_sets", cfg["test_sets"])
+
+
+def resolve_experiment(cfg: dict, name: str) -> dict:
+    """One experiment of a pipeline config, merged over `defaults`, with its data paths: what `bsr train` reads."""
+    from bsr import layout
+
+    if name not in cfg["experiments"]:
+        raise BsrError(f"config: no experiment {name!r} (have: {', '.join(cfg['experiments'])})")
+    exp = cfg["experiments"][name]
+    d, scale, kind = cfg["data_dir"], exp.get("scale"), exp.get("degradation")
+    resolved = {"name": name, "scale": scale, "degradation": kind}
+    for section in EXPERIMENT_SECTIONS:
+        resolved[section] = deep_merge(cfg["defaults"][section], exp.get(section, {}))
+    resolved["data"] = {
+        "train_hr": [layout.hr_dir(d, s) for s in cfg["train_sets"]],
+        "train_lr": [layout.lr_dir(d, s, kind, scale) for s in cfg["train_sets"]],
+        "train_pic": [layout.pic_dir(d, s, kind, scale) for s in cfg["train_sets"]],
+        "val_hr": layout.hr_dir(d, cfg["val_set"]),
+        "val_lr": layout.lr_dir(d, cfg["val_set"], kind, scale),
+    }
+    resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "experiment": cfg["name"]}
+    return validate(resolved, package_schema("experiment"), f"config: experiments.{name}")
+
+
+def model_config(path, experiment: str | None = None) -> tuple[dict, str]:
+    """The model section of an experiment config, or of a pipeline config's experiment (default: its first)."""
+    cfg = load_yaml(path)
+    if "experiments" not in cfg:
+        return load_experiment(path)["model"], cfg.get("name", str(path))
+    name = experiment or next(iter(cfg["experiments"]))
+    return resolve_experiment(cfg, name)["model"], name
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}: MLflow params and table columns."""
+    flat = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,37 @@
+"""Where every pipeline file lives, relative to the config's `data_dir`: the one map that the Snakemake
+rules, dvc.yaml and the resolved experiment configs all read."""
+from __future__ import annotations
+
+from pathlib import PurePosixPath as P
+
+
+def hr_dir(data_dir, dataset: str) -> str:
+    return str(P(data_dir) / "hr" / dataset)
+
+
+def degradation_tag(kind: str, scale: int) -> str:
+    return f"{kind}x{scale}"
+
+
+def lr_dir(data_dir, dataset: str, kind: str, scale: int) -> str:
+    return str(P(data_dir) / "lr" / dataset / degradation_tag(kind, scale))
+
+
+def pic_dir(data_dir, dataset: str, kind: str, scale: int) -> str:
+    return str(P(data_dir) / "pic" / dataset / degradation_tag(kind, scale))
+
+
+def experiment_config(data_dir, experiment: str) -> str:
+    return str(P(data_dir) / "experiments" / f"{experiment}.yaml")
+
+
+def run_dir(data_dir, experiment: str) -> str:
+    return str(P(data_dir) / "runs" / experiment)
+
+
+def eval_json(data_dir, experiment: str, dataset: str) -> str:
+    return str(P(data_dir) / "eval" / experiment / f"{dataset}.json")
+
+
+def bicubic_json(data_dir, dataset: str, kind: str, scale: int) -> str:
+    return str(P(data_dir) / "bicubic" / dataset / f"{degradation_tag(kind, scale)}.json")

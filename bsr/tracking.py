@@ -1,0 +1,72 @@
+"""MLflow logging. The tracking URI comes from the config, else MLFLOW_TRACKING_URI; with neither, nothing is
+logged and nothing is imported (mlflow takes seconds to import)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def resolve_uri(configured: str | None) -> str | None:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a sqlite store go beside the database file, not into whatever folder we run from."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+class Tracker:
+    """One MLflow run, reopened by id on resume; a no-op when there is no tracking URI."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str, run_id: str | None = None,
+                 parent_run_id: str | None = None):
+        self.client = None
+        self.run_id = run_id
+        if uri is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=uri)
+        if run_id is None:
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found else self.client.create_experiment(
+                experiment, artifact_location=artifact_root(uri))
+            tags = {"mlflow.runName": run_name}
+            if parent_run_id:
+                tags["mlflow.parentRunId"] = parent_run_id
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        else:
+            self.client.update_run(self.run_id, status="RUNNING")
+
+    @property
+    def enabled(self) -> bool:
+        return self.client is not None
+
+    def log_params(self, params: dict) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            self.client.log_artifact(self.run_id, str(Path(path)), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.enabled:
+            self.client.set_terminated(self.run_id, status=status)

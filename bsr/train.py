@@ -1,0 +1,217 @@
+"""`bsr train`: the training loop, with exact resume.
+
+Adam at `lr`, multiplied by `lr_gamma` every `lr_step_epochs` epochs of `iters_per_epoch` iterations.
+On CUDA: bf16 autocast, channels_last, fused Adam and optionally torch.compile; on CPU the same code in fp32.
+A checkpoint holds the model, optimizer, scheduler, sampler and RNG states and the iteration, so that
+`--resume` continues bit for bit. The loss is checked for NaN/inf at every log step and before every
+checkpoint, so a checkpoint on disk never holds weights that saw a non-finite loss.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bsr import BsrError
+from bsr.config import flatten
+from bsr.evaluate import model_upscaler, score_set
+from bsr.images import atomic_path
+from bsr.losses import check_loss_config, hybrid_loss
+from bsr.model import build_model
+from bsr.sampling import PatchSampler, load_training_set
+from bsr.tracking import Tracker, resolve_uri
+
+CHECKPOINT = "checkpoint.pt"
+FINAL_MODEL = "model.pt"
+METRICS = "metrics.csv"
+SUMMARY = "train.json"
+METRIC_COLUMNS = ("step", "loss", "lr", "samples_per_s", "val_psnr")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BsrError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        "cpu" if name == "auto" else name)
+
+
+def to_device(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 NHWC from the sampler -> float NCHW in [0, 1]; the conversion runs on the device."""
+    x = torch.from_numpy(batch).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def make_sampler(cfg: dict) -> PatchSampler:
+    s, data = cfg["sampling"], cfg["data"]
+    training_set = load_training_set(data["train_hr"], data["train_lr"], cfg["scale"], s["pic_reduce"],
+                                     data.get("train_pic"))
+    return PatchSampler(training_set, s["patch"], cfg["train"]["batch"], cfg["train"]["seed"], rfs=s["rfs"],
+                        intervals=s["intervals"], candidates=s["candidates"], max_rounds=s["max_rounds"],
+                        quota_weights=s.get("quota"), range_quantiles=tuple(s["range_quantiles"]))
+
+
+def make_train_step(model, optimizer, scheduler, loss_cfg: dict, device: torch.device, amp: bool,
+                    channels_last: bool, compile: bool):
+    """One optimisation step on a uint8 batch; returns the loss as a device tensor (no host sync)."""
+    cuda = device.type == "cuda"
+    forward = torch.compile(model) if compile and cuda else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp)
+
+    def train_step(lr_batch: np.ndarray, hr_batch: np.ndarray) -> torch.Tensor:
+        lr_t, hr_t = to_device(lr_batch, device, channels_last), to_device(hr_batch, device, channels_last)
+        with autocast:
+            sr = forward(lr_t)
+        loss = hybrid_loss(sr, hr_t, loss_cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss.detach()
+
+    return train_step
+
+
+def rng_states(device: torch.device) -> dict:
+    states = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_states(states: dict, device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def save_checkpoint(path: Path, step, model, optimizer, scheduler, sampler, device, run_id) -> None:
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "sampler": sampler.state(), "rng": rng_states(device),
+             "mlflow_run_id": run_id}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_metric_log(path: Path, upto_step: int) -> list[str]:
+    """Rows of an earlier run's metric log up to the checkpoint being resumed (later rows are redone)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()[1:]
+    return [line for line in lines if int(line.split(",")[0]) <= upto_step]
+
+
+def validate_psnr(model, cfg: dict, device) -> float | None:
+    data = cfg["data"]
+    if not data.get("val_hr"):
+        return None
+    model.eval()
+    scores = score_set(data["val_hr"], cfg["scale"], cfg["degradation"], model_upscaler(model, device),
+                       lr_dir=data.get("val_lr"))
+    model.train()
+    return float(scores["psnr"].mean())
+
+
+def train(cfg: dict, out_dir, resume: bool = False) -> dict:
+    out_dir = Path(out_dir)
+    t = cfg["train"]
+    check_loss_config(cfg["loss"])
+    ckpt_path = out_dir / CHECKPOINT
+    if resume and not ckpt_path.is_file():
+        raise BsrError(f"{ckpt_path}: nothing to resume from")
+    if not resume and ckpt_path.is_file():
+        raise BsrError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if t.get("threads"):
+        torch.set_num_threads(t["threads"])
+    device = pick_device(t["device"])
+    cuda = device.type == "cuda"
+    channels_last = cuda and t["channels_last"]
+    torch.manual_seed(t["seed"])
+
+    sampler = make_sampler(cfg)
+    model = build_model(cfg["model"], cfg["scale"]).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), fused=cuda or None)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"], t["lr_gamma"])
+    step, run_id = 0, None
+    if resume:
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state(state["sampler"])
+        set_rng_states(state["rng"], device)
+        step, run_id = state["step"], state["mlflow_run_id"]
+    tracking = cfg.get("tracking", {})
+    tracker = Tracker(resolve_uri(tracking.get("uri")), tracking.get("experiment") or cfg["name"], cfg["name"],
+                      run_id=run_id)
+    if not resume:
+        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}),
+                            **tracking.get("parent_params", {})})
+    train_step = make_train_step(model, optimizer, scheduler, cfg["loss"], device, t["amp"], channels_last,
+                                 t["compile"])
+    log_rows = read_metric_log(out_dir / METRICS, step)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    loss_sum = torch.zeros((), device=device)
+    window_steps, seen = 0, 0
+    since = started = time.perf_counter()
+    val_psnr = None
+
+    def check_finite():
+        if nonfinite.item():
+            tracker.finish("FAILED")
+            raise BsrError(f"non-finite loss before iteration {step}: training stopped; "
+                           f"the last good checkpoint is {ckpt_path if ckpt_path.is_file() else 'none yet'}")
+
+    with tqdm(total=t["iterations"], initial=step, desc=cfg["name"], unit="it", dynamic_ncols=True,
+              mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
+        model.train()
+        while step < t["iterations"]:
+            lr_batch, hr_batch = sampler.next_batch()
+            loss = train_step(lr_batch, hr_batch)
+            step += 1
+            window_steps += 1
+            seen += len(lr_batch)
+            # Accumulated on the device: no host sync per step.
+            nonfinite |= ~torch.isfinite(loss)
+            loss_sum += loss
+            bar.update()
+            last = step == t["iterations"]
+            if step % t["log_every"] == 0 or last:
+                check_finite()
+                elapsed = time.perf_counter() - since
+                metrics = {"loss": loss_sum.item() / window_steps,
+                           "lr": scheduler.get_last_lr()[0], "samples_per_s": seen / elapsed}
+                if step % t["val_every"] == 0 or last:
+                    val_psnr = validate_psnr(model, cfg, device)
+                    if val_psnr is not None:
+                        metrics["val_psnr"] = val_psnr
+                log_rows.append(",".join(str({"step": step, **metrics}.get(c, "")) for c in METRIC_COLUMNS))
+                tracker.log_metrics({**metrics, "fallback_patches": sampler.fallback_patches}, step)
+                bar.set_postfix(loss=f"{metrics['loss']:.4g}", samples_s=f"{metrics['samples_per_s']:.0f}")
+                loss_sum.zero_()
+                since, seen, window_steps = time.perf_counter(), 0, 0
+            if step % t["ckpt_every"] == 0 or last:
+                check_finite()
+                save_checkpoint(ckpt_path, step, model, optimizer, scheduler, sampler, device, tracker.run_id)
+                with atomic_path(out_dir / METRICS) as tmp:
+                    tmp.write_text(",".join(METRIC_COLUMNS) + "\n" + "".join(r + "\n" for r in log_rows))
+
+    with atomic_path(out_dir / FINAL_MODEL) as tmp:
+        torch.save({"model": model.state_dict(), "model_config": cfg["model"], "scale": cfg["scale"],
+                    "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
+    summary = {"name": cfg["name"], "iterations": step, "seconds_this_session": time.perf_counter() - started,
+               "val_psnr": val_psnr, "fallback_patches": sampler.fallback_patches,
+               "excluded_images": sampler.excluded, "mlflow_run_id": tracker.run_id, "device": str(device)}
+    with atomic_path(out_dir / SUMMARY) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tracker.log_artifact(out_dir / FINAL_MODEL)
+    tracker.log_artifact(out_dir / METRICS)
+    tracker.finish()
+    return summary
