@@ -1,6 +1,45 @@
-if not config:
-    configfile: "a.yaml"
-print("CONFIG", config)
+"""BSR reproduction: download -> degrade -> pic -> train -> evaluate / bicubic -> report.
+
+Default config: the paper run (config/config.yaml). `--configfile FILE` replaces it (it is not merged into
+it). Every rule calls a `bsr` verb or function; the jobs come from bsr.plan, derived from the config alone.
+"""
+from snakemake.utils import min_version
+
+from bsr import layout, plan
+from bsr.config import check_pipeline
+
+min_version("9.0")
+
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
+
+check_pipeline(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
+
+D = config["data_dir"]
+REPORTS = "reports"
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_-]+",
+    experiment="[A-Za-z0-9_-]+",
+    kind="BI|BD",
+    scale="[0-9]+",
+    reduce="sum|max",
+
+
 rule all:
-    run:
-        pass
+    default_target: True
+    input:
+        f"{REPORTS}/tables.md",
+        f"{REPORTS}/tables.tex",
+        plan.figure_paths(REPORTS, config).values(),
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/degrade.smk"
+include: "workflow/rules/pic.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"

@@ -8,6 +8,15 @@ import sys
 from bsr import BsrError, __version__
 
 
+def cmd_download(args):
+    from bsr.download import download_dataset
+
+    spec = {"source": args.source, "subdir": args.subdir, "files": args.files, "images": args.images,
+            "sha256": args.sha256}
+    n = download_dataset(args.name, spec, args.out, args.lock, args.cache)
+    print(f"{args.name}: {n} images in {args.out}")
+
+
 def cmd_degrade(args):
     from bsr.degrade import degrade_dir
 
@@ -32,18 +41,25 @@ def cmd_pic(args):
 
 
 def cmd_model_info(args):
-    from bsr.config import model_config
+    from bsr.config import experiment_from_file
     from bsr.model import build_model, model_info
 
-    info = model_info(build_model(model_config(args.config, args.experiment)[0], args.scale))
+    info = model_info(build_model(experiment_from_file(args.config, args.experiment)["model"], args.scale))
     print(f"conv_layers={info['conv_layers']} params={info['params']}")
 
 
 def cmd_train(args):
-    from bsr.config import load_experiment
+    from bsr.config import experiment_from_file
     from bsr.train import train
 
-    print(json.dumps(train(load_experiment(args.config), args.out, resume=args.resume)))
+    cfg = experiment_from_file(args.config, args.experiment)
+    print(json.dumps(train(cfg, args.out, resume=args.resume)))
+
+
+def cmd_evaluate(args):
+    from bsr.evaluate import evaluate_run
+
+    print(json.dumps(evaluate_run(args.run, args.hr, args.lr, args.dataset, args.out, args.sample, args.space)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--hr", required=True, help="directory of HR PNG/BMP images")
         p.add_argument("--scale", required=True, type=int, choices=range(2, 9), metavar="S", help="integer scale")
         p.add_argument("--kind", required=True, choices=["BI", "BD"], help="BI: bicubic down; BD: blur, subsample")
+
+    p = verb("download", cmd_download, "fetch a dataset (https://, file://, package://) into a folder of HR images")
+    p.add_argument("--name", required=True, help="dataset name (the key in datasets.lock)")
+    p.add_argument("--source", required=True, help="https://, file:// (archive or folder) or package://MODULE/DIR")
+    p.add_argument("--subdir", default="", help="folder inside the archive or source holding the images")
+    p.add_argument("--files", nargs="*", help="take only these files (folder sources)")
+    p.add_argument("--images", required=True, type=int, help="expected number of images")
+    p.add_argument("--sha256", help="expected sha256; without it the lock file's record is enforced")
+    p.add_argument("--lock", required=True, help="datasets.lock, where first downloads record their sha256")
+    p.add_argument("--cache", required=True, help="download cache folder (partial downloads resume from it)")
+    p.add_argument("--out", required=True, help="dataset folder (appears only when complete)")
 
     p = verb("degrade", cmd_degrade, "write the LR image of every HR image (same file stems, PNG)")
     degradation_args(p)
@@ -84,9 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", required=True, type=int, choices=[2, 3, 4])
 
     p = verb("train", cmd_train, "train one experiment")
-    p.add_argument("--config", required=True, help="experiment config (YAML)")
+    p.add_argument("--config", required=True, help="experiment config, or pipeline config with --experiment")
+    p.add_argument("--experiment", help="which experiment of a pipeline config")
     p.add_argument("--out", required=True, help="run directory: checkpoint, metrics, final model")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
+    p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["no", "yes", "auto"],
+                   help="continue from the run directory's checkpoint; 'auto': if it exists and matches the config")
+
+    p = verb("evaluate", cmd_evaluate, "score a trained model on a test set (summary JSON + per-image CSV)")
+    p.add_argument("--run", required=True, help="run directory written by `bsr train`")
+    p.add_argument("--hr", required=True, help="HR test images")
+    p.add_argument("--lr", help="LR test images from `bsr degrade` (default: degrade on the fly)")
+    p.add_argument("--dataset", required=True, help="test set name (for MLflow and the summary)")
+    p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
+    p.add_argument("--sample", help="also save the SR of the set's first image here (PNG)")
+    p.add_argument("--space", default="y", choices=["y", "rgb"])
     return parser
 
 

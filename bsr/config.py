@@ -67,11 +67,9 @@ def package_schema(name: str) -> dict:
     return yaml.safe_load(resources.files("bsr.schemas").joinpath(f"{name}.schema.yaml").read_text())
 
 
-def load_experiment(path) -> dict:
-    return validate(load_yaml(path), package_schema("experiment"), str(path))
-
-
 EXPERIMENT_SECTIONS = ("model", "loss", "sampling", "train")
+# Relative to the folder the pipeline runs in: the project folder.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -100,21 +98,51 @@ def resolve_experiment(cfg: dict, name: str) -> dict:
     resolved["data"] = {
         "train_hr": [layout.hr_dir(d, s) for s in cfg["train_sets"]],
         "train_lr": [layout.lr_dir(d, s, kind, scale) for s in cfg["train_sets"]],
-        "train_pic": [layout.pic_dir(d, s, kind, scale) for s in cfg["train_sets"]],
+        "train_pic": [layout.pic_dir(d, s, kind, scale, resolved["sampling"]["pic_reduce"]) for s in cfg["train_sets"]],
         "val_hr": layout.hr_dir(d, cfg["val_set"]),
         "val_lr": layout.lr_dir(d, cfg["val_set"], kind, scale),
     }
-    resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "experiment": cfg["name"]}
+    resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "default_uri": DEFAULT_TRACKING_URI,
+                            "experiment": cfg["name"]}
     return validate(resolved, package_schema("experiment"), f"config: experiments.{name}")
 
 
-def model_config(path, experiment: str | None = None) -> tuple[dict, str]:
-    """The model section of an experiment config, or of a pipeline config's experiment (default: its first)."""
+def check_pipeline(cfg: dict, schema_path, source: str = "config") -> dict:
+    """Validate a pipeline config against its schema, then resolve every experiment (which checks the
+    experiment sections key by key) and every dataset reference: all errors before any job starts."""
+    validate(cfg, load_yaml(schema_path), source)
+    for key in ("train_sets", "test_sets"):
+        for i, dataset in enumerate(cfg[key]):
+            if dataset not in cfg["datasets"]:
+                raise BsrError(f"{source}: {key}.{i}: {dataset!r} is not a key of datasets")
+    if cfg["val_set"] not in cfg["datasets"]:
+        raise BsrError(f"{source}: val_set: {cfg['val_set']!r} is not a key of datasets")
+    for name in cfg["experiments"]:
+        for dataset in experiment_test_sets(cfg, name):
+            if dataset not in cfg["datasets"]:
+                raise BsrError(f"{source}: experiments.{name}.test_sets: {dataset!r} is not a key of datasets")
+        resolve_experiment(cfg, name)
+    return cfg
+
+
+def load_pipeline(path, schema_path) -> dict:
+    return check_pipeline(load_yaml(path), schema_path, str(path))
+
+
+def experiment_from_file(path, experiment: str | None = None) -> dict:
+    """An experiment config file, or one experiment of a pipeline config (default: its first)."""
     cfg = load_yaml(path)
     if "experiments" not in cfg:
-        return load_experiment(path)["model"], cfg.get("name", str(path))
-    name = experiment or next(iter(cfg["experiments"]))
-    return resolve_experiment(cfg, name)["model"], name
+        if experiment:
+            raise BsrError(f"{path}: an experiment config; --experiment applies to pipeline configs only")
+        return validate(cfg, package_schema("experiment"), str(path))
+    return resolve_experiment(cfg, experiment or next(iter(cfg["experiments"])))
+
+
+def write_experiment(resolved: dict, path) -> None:
+    from bsr.files import write_text
+
+    write_text(path, yaml.safe_dump(resolved, sort_keys=False))
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:

@@ -138,7 +138,8 @@ def degrade_dir(hr_dir, out_dir, scale: int, kind: str) -> int:
 
     The directory appears only when every image is done: a failure leaves no partial output.
     """
-    from bsr.images import atomic_path, list_images, read_image, write_image
+    from bsr.files import atomic_path
+    from bsr.images import list_images, read_image, write_image
 
     files = list_images(hr_dir)
     with atomic_path(out_dir) as tmp:

@@ -10,7 +10,8 @@ import pandas as pd
 
 from bsr import BsrError
 from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
-from bsr.images import atomic_path, list_images, read_image
+from bsr.files import atomic_path
+from bsr.images import list_images, read_image
 from bsr.metrics import psnr_ssim
 
 
@@ -83,3 +84,62 @@ def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:
 def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y") -> dict:
     scores = score_set(hr_dir, scale, kind, lambda lr: upscale_bicubic(lr, scale), space)
     return write_scores(out_json, scores, scale=scale, kind=kind, space=space, method="Bicubic")
+
+
+def load_trained_model(run_dir, device):
+    """The final model of a `bsr train` run directory, in eval mode, with its run summary."""
+    import torch
+
+    from bsr.model import build_model
+
+    run_dir = Path(run_dir)
+    model_path, summary_path = run_dir / "model.pt", run_dir / "train.json"
+    if not model_path.is_file() or not summary_path.is_file():
+        raise BsrError(f"{run_dir}: not a finished training run (model.pt and train.json expected)")
+    saved = torch.load(model_path, map_location=device, weights_only=False)
+    model = build_model(saved["model_config"], saved["scale"]).to(device)
+    model.load_state_dict(saved["model"])
+    model.eval()
+    return model, saved, json.loads(summary_path.read_text())
+
+
+def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=None, space: str = "y") -> dict:
+    """Score a trained model on one test set; log a nested MLflow run under the training run.
+
+    The summary JSON records that nested run's id, so a table built from the JSONs traces back to MLflow.
+    `sample_png` receives the SR of the set's first image (the report's visual comparison).
+    """
+    import torch
+
+    from bsr.images import write_image
+    from bsr.tracking import Tracker
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, saved, run = load_trained_model(run_dir, device)
+    upscale = model_upscaler(model, device)
+    samples = []
+
+    def super_resolve(lr):
+        sr = upscale(lr)
+        if sample_png and not samples:
+            samples.append(sr)
+        return sr
+
+    scores = score_set(hr_dir, saved["scale"], saved["degradation"], super_resolve, space, lr_dir=lr_dir)
+    means = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean())}
+    tracker = Tracker(run["tracking_uri"], run["tracking_experiment"], f"{saved['name']}/{dataset}",
+                      parent_run_id=run["mlflow_run_id"])
+    tracker.log_params({"dataset": dataset, "scale": saved["scale"], "degradation": saved["degradation"],
+                        "space": space, "images": len(scores)})
+    tracker.log_metrics(means, step=0)
+    if run["mlflow_run_id"]:
+        parent = Tracker(run["tracking_uri"], run["tracking_experiment"], saved["name"], run_id=run["mlflow_run_id"])
+        parent.log_metrics({f"test_psnr_{dataset}": means["psnr"], f"test_ssim_{dataset}": means["ssim"]}, step=0)
+    if sample_png:
+        write_image(sample_png, samples[0])
+    summary = write_scores(out_json, scores, scale=saved["scale"], kind=saved["degradation"], space=space,
+                           method="BSR", experiment=saved["name"], dataset=dataset, mlflow_run_id=tracker.run_id)
+    tracker.log_artifact(Path(out_json).with_suffix(".csv"))
+    tracker.log_artifact(out_json)
+    tracker.finish()
+    return summary

@@ -4,21 +4,19 @@ Rules:
 - PNG and BMP, 8 bits per sample. Grayscale files stay single-channel (H, W); colour files are (H, W, 3).
 - RGBA / LA: the alpha channel is dropped when every pixel is opaque; a transparent image is refused,
   because no SR benchmark has transparency and compositing it would invent pixel values.
-- Palette images are expanded to RGB (or to gray when the palette is gray).
+- Palette images are expanded to RGB, as the common loaders (imageio, EDSR) do.
 - 16-bit, float, 1-bit and CMYK images are refused rather than silently converted.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bsr import BsrError
+from bsr.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".bmp")
 
@@ -45,15 +43,10 @@ def _to_uint8_array(im: Image.Image, path: Path) -> np.ndarray:
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode
-        if mode == "RGB":
-            rgb = np.asarray(im)
-            if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-                return np.ascontiguousarray(rgb[..., 0])
-            return rgb
     if mode in ("L", "RGB"):
-        return np.asarray(im)
+        return np.array(im)  # a writable copy: torch refuses read-only arrays
     if mode in ("LA", "RGBA"):
-        arr = np.asarray(im)
+        arr = np.array(im)
         if (arr[..., -1] != 255).any():
             raise BsrError(f"{path}: has transparent pixels (mode {mode}); only opaque images are supported")
         return np.ascontiguousarray(arr[..., 0] if mode == "LA" else arr[..., :3])
@@ -78,33 +71,9 @@ def list_images(directory: str | os.PathLike) -> list[Path]:
     return files
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
-
-    Works for files and directories alike, so a reader never sees a half-written output.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    target = tmp / path.name
-    try:
-        yield target
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(target, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     """Write a uint8 (H, W) or (H, W, 3) array as PNG, atomically."""
     if img.dtype != np.uint8:
         raise TypeError(f"write_image expects uint8, got {img.dtype}")
     with atomic_path(path) as tmp:
         Image.fromarray(img).save(tmp, format="PNG", compress_level=1)
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)

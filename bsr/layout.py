@@ -17,8 +17,8 @@ def lr_dir(data_dir, dataset: str, kind: str, scale: int) -> str:
     return str(P(data_dir) / "lr" / dataset / degradation_tag(kind, scale))
 
 
-def pic_dir(data_dir, dataset: str, kind: str, scale: int) -> str:
-    return str(P(data_dir) / "pic" / dataset / degradation_tag(kind, scale))
+def pic_dir(data_dir, dataset: str, kind: str, scale: int, reduce: str) -> str:
+    return str(P(data_dir) / "pic" / dataset / f"{degradation_tag(kind, scale)}-{reduce}")
 
 
 def experiment_config(data_dir, experiment: str) -> str:

@@ -16,7 +16,8 @@ import numpy as np
 from scipy.ndimage import correlate1d
 
 from bsr import BsrError
-from bsr.images import as_rgb, atomic_path, list_images, read_image
+from bsr.files import atomic_path
+from bsr.images import as_rgb, list_images, read_image
 
 REDUCTIONS = ("sum", "max")
 TABLE_INFO = "pic.json"

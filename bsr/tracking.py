@@ -2,12 +2,16 @@
 logged and nothing is imported (mlflow takes seconds to import)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
+from bsr.files import file_lock
 
-def resolve_uri(configured: str | None) -> str | None:
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+def resolve_uri(configured: str | None, default: str | None = None) -> str | None:
+    """The config's URI, else $MLFLOW_TRACKING_URI, else `default` (the pipeline's project sqlite store)."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
 def artifact_root(uri: str) -> str | None:
@@ -15,6 +19,30 @@ def artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
     return None
+
+
+def provenance() -> dict:
+    """The git commit of the working tree and the sha256 of dvc.lock, when there are such things."""
+    import hashlib
+    import subprocess
+
+    info = {}
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                            check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        info["git_commit"] = "unknown"
+    lock = Path("dvc.lock")
+    info["dvc_lock_sha256"] = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "none"
+    return info
+
+
+def store_lock(uri: str):
+    """Parallel jobs must not create (migrate) one sqlite store, nor one experiment, at the same time."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    db = Path(uri[len("sqlite:///"):])
+    return file_lock(db.with_name(db.name + ".lock"))
 
 
 class Tracker:
@@ -30,19 +58,22 @@ class Tracker:
 
         self.client = MlflowClient(tracking_uri=uri)
         if run_id is None:
-            found = self.client.get_experiment_by_name(experiment)
-            experiment_id = found.experiment_id if found else self.client.create_experiment(
-                experiment, artifact_location=artifact_root(uri))
+            with store_lock(uri):
+                found = self.client.get_experiment_by_name(experiment)
+                experiment_id = found.experiment_id if found else self.client.create_experiment(
+                    experiment, artifact_location=artifact_root(uri))
             tags = {"mlflow.runName": run_name}
             if parent_run_id:
                 tags["mlflow.parentRunId"] = parent_run_id
             self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-        else:
-            self.client.update_run(self.run_id, status="RUNNING")
 
     @property
     def enabled(self) -> bool:
         return self.client is not None
+
+    def mark_running(self) -> None:
+        if self.enabled:
+            self.client.update_run(self.run_id, status="RUNNING")
 
     def log_params(self, params: dict) -> None:
         if not self.enabled:

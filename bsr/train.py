@@ -20,11 +20,11 @@ from tqdm import tqdm
 from bsr import BsrError
 from bsr.config import flatten
 from bsr.evaluate import model_upscaler, score_set
-from bsr.images import atomic_path
+from bsr.files import atomic_path
 from bsr.losses import check_loss_config, hybrid_loss
 from bsr.model import build_model
 from bsr.sampling import PatchSampler, load_training_set
-from bsr.tracking import Tracker, resolve_uri
+from bsr.tracking import Tracker, provenance, resolve_uri
 
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
@@ -89,8 +89,26 @@ def set_rng_states(states: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def save_checkpoint(path: Path, step, model, optimizer, scheduler, sampler, device, run_id) -> None:
-    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+# Settings that may change between a checkpoint and its resumption: they do not change the weights' path.
+RESUMABLE_CHANGES = {"tracking": None, "data": ("val_hr", "val_lr"),
+                     "train": ("iterations", "log_every", "val_every", "ckpt_every", "compile", "threads")}
+
+
+def trajectory_config(cfg: dict) -> dict:
+    """The part of a config that a resumed run must share with its checkpoint."""
+    kept = {}
+    for key, value in cfg.items():
+        if key in RESUMABLE_CHANGES:
+            ignored = RESUMABLE_CHANGES[key]
+            if ignored is None:
+                continue
+            value = {k: v for k, v in value.items() if k not in ignored}
+        kept[key] = value
+    return kept
+
+
+def save_checkpoint(path: Path, cfg, step, model, optimizer, scheduler, sampler, device, run_id) -> None:
+    state = {"config": trajectory_config(cfg), "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "sampler": sampler.state(), "rng": rng_states(device),
              "mlflow_run_id": run_id}
     with atomic_path(path) as tmp:
@@ -116,15 +134,33 @@ def validate_psnr(model, cfg: dict, device) -> float | None:
     return float(scores["psnr"].mean())
 
 
-def train(cfg: dict, out_dir, resume: bool = False) -> dict:
+def resume_decision(cfg: dict, ckpt_path: Path, resume: str) -> bool:
+    """Whether to resume: `resume` is 'no', 'yes' (a checkpoint must exist and match) or 'auto' (resume a
+    matching checkpoint, start afresh over a stale one from another config, which is then replaced)."""
+    if not ckpt_path.is_file():
+        if resume == "yes":
+            raise BsrError(f"{ckpt_path}: nothing to resume from")
+        return False
+    if resume == "no":
+        raise BsrError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)["config"]
+    if saved == trajectory_config(cfg):
+        return True
+    changed = sorted(k for k in set(flatten(saved)) | set(flatten(trajectory_config(cfg)))
+                     if flatten(saved).get(k) != flatten(trajectory_config(cfg)).get(k))
+    if resume == "yes":
+        raise BsrError(f"{ckpt_path} was trained with another config (differs in {', '.join(changed)})")
+    print(f"bsr: {ckpt_path} is from another config (differs in {', '.join(changed)}); training afresh",
+          file=sys.stderr)
+    return False
+
+
+def train(cfg: dict, out_dir, resume: str = "no") -> dict:
     out_dir = Path(out_dir)
     t = cfg["train"]
     check_loss_config(cfg["loss"])
     ckpt_path = out_dir / CHECKPOINT
-    if resume and not ckpt_path.is_file():
-        raise BsrError(f"{ckpt_path}: nothing to resume from")
-    if not resume and ckpt_path.is_file():
-        raise BsrError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    resume = resume_decision(cfg, ckpt_path, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     if t.get("threads"):
         torch.set_num_threads(t["threads"])
@@ -149,11 +185,13 @@ def train(cfg: dict, out_dir, resume: bool = False) -> dict:
         set_rng_states(state["rng"], device)
         step, run_id = state["step"], state["mlflow_run_id"]
     tracking = cfg.get("tracking", {})
-    tracker = Tracker(resolve_uri(tracking.get("uri")), tracking.get("experiment") or cfg["name"], cfg["name"],
-                      run_id=run_id)
-    if not resume:
-        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}),
-                            **tracking.get("parent_params", {})})
+    uri = resolve_uri(tracking.get("uri"), tracking.get("default_uri"))
+    experiment = tracking.get("experiment") or cfg["name"]
+    tracker = Tracker(uri, experiment, cfg["name"], run_id=run_id)
+    if resume:
+        tracker.mark_running()
+    else:
+        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance()})
     train_step = make_train_step(model, optimizer, scheduler, cfg["loss"], device, t["amp"], channels_last,
                                  t["compile"])
     log_rows = read_metric_log(out_dir / METRICS, step)
@@ -199,7 +237,7 @@ def train(cfg: dict, out_dir, resume: bool = False) -> dict:
                 since, seen, window_steps = time.perf_counter(), 0, 0
             if step % t["ckpt_every"] == 0 or last:
                 check_finite()
-                save_checkpoint(ckpt_path, step, model, optimizer, scheduler, sampler, device, tracker.run_id)
+                save_checkpoint(ckpt_path, cfg, step, model, optimizer, scheduler, sampler, device, tracker.run_id)
                 with atomic_path(out_dir / METRICS) as tmp:
                     tmp.write_text(",".join(METRIC_COLUMNS) + "\n" + "".join(r + "\n" for r in log_rows))
 
@@ -208,7 +246,8 @@ def train(cfg: dict, out_dir, resume: bool = False) -> dict:
                     "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
     summary = {"name": cfg["name"], "iterations": step, "seconds_this_session": time.perf_counter() - started,
                "val_psnr": val_psnr, "fallback_patches": sampler.fallback_patches,
-               "excluded_images": sampler.excluded, "mlflow_run_id": tracker.run_id, "device": str(device)}
+               "excluded_images": sampler.excluded, "device": str(device), "mlflow_run_id": tracker.run_id,
+               "tracking_uri": uri, "tracking_experiment": experiment}
     with atomic_path(out_dir / SUMMARY) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     tracker.log_artifact(out_dir / FINAL_MODEL)

@@ -18,7 +18,7 @@ def test_resume_is_bit_identical(shared_data, tmp_path):
     train(cfg, tmp_path / "straight")
     half = {**cfg, "train": {**cfg["train"], "iterations": 3}}
     train(half, tmp_path / "resumed")
-    train(cfg, tmp_path / "resumed", resume=True)
+    train(cfg, tmp_path / "resumed", resume="yes")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -32,7 +32,7 @@ def test_resume_is_bit_identical(shared_data, tmp_path):
 def test_refuses_to_overwrite_or_resume_nothing(shared_data, tmp_path):
     cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
     with pytest.raises(BsrError, match="nothing to resume"):
-        train(cfg, tmp_path / "run", resume=True)
+        train(cfg, tmp_path / "run", resume="yes")
     train(cfg, tmp_path / "run")
     with pytest.raises(BsrError, match="pass --resume"):
         train(cfg, tmp_path / "run")
@@ -83,3 +83,16 @@ def test_learns_to_beat_bicubic_on_set5_x2(shared_data, tmp_path):
     print(f"Set5 x2 Y-PSNR: BSR (150 iterations, {summary['seconds_this_session']:.0f} s) "
           f"{summary['val_psnr']:.2f} dB, bicubic {bicubic:.2f} dB")
     assert summary["val_psnr"] > bicubic + 0.3
+
+
+def test_auto_resume_continues_a_matching_checkpoint_and_replaces_a_stale_one(shared_data, tmp_path, capsys):
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    train(cfg, tmp_path / "run")
+    longer = {**cfg, "train": {**cfg["train"], "iterations": 6}}
+    assert train(longer, tmp_path / "run", resume="auto")["iterations"] == 6
+    changed = {**cfg, "loss": {**cfg["loss"], "l1": 0.0}}
+    with pytest.raises(BsrError, match="differs in loss.l1"):
+        train(changed, tmp_path / "run", resume="yes")
+    train(changed, tmp_path / "run", resume="auto")
+    assert "differs in loss.l1; training afresh" in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 3

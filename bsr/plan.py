@@ -1,0 +1,86 @@
+"""The pipeline's jobs, derived from the config alone: the Snakemake rules and the generated dvc.yaml both
+read this, so the experiment matrix is written down once (in the config)."""
+from __future__ import annotations
+
+from bsr import layout
+from bsr.config import deep_merge, experiment_test_sets
+
+
+def experiment_degradation(cfg: dict, name: str) -> tuple[str, int]:
+    exp = cfg["experiments"][name]
+    return exp["degradation"], exp["scale"]
+
+
+def degrade_jobs(cfg: dict) -> list[tuple[str, str, int]]:
+    """(dataset, kind, scale) for every LR set some experiment trains, validates or tests on."""
+    jobs = []
+    for name in cfg["experiments"]:
+        kind, scale = experiment_degradation(cfg, name)
+        for dataset in [*cfg["train_sets"], cfg["val_set"], *experiment_test_sets(cfg, name)]:
+            if (dataset, kind, scale) not in jobs:
+                jobs.append((dataset, kind, scale))
+    return jobs
+
+
+def pic_jobs(cfg: dict) -> list[tuple[str, str, int, str]]:
+    """(train set, kind, scale, reduce) for every PIC table set some experiment samples from."""
+    jobs = []
+    for name in cfg["experiments"]:
+        kind, scale = experiment_degradation(cfg, name)
+        reduce = deep_merge(cfg["defaults"]["sampling"], cfg["experiments"][name].get("sampling", {}))["pic_reduce"]
+        for dataset in cfg["train_sets"]:
+            if (dataset, kind, scale, reduce) not in jobs:
+                jobs.append((dataset, kind, scale, reduce))
+    return jobs
+
+
+def bicubic_jobs(cfg: dict) -> list[tuple[str, str, int]]:
+    jobs = []
+    for name in cfg["experiments"]:
+        kind, scale = experiment_degradation(cfg, name)
+        for dataset in experiment_test_sets(cfg, name):
+            if (dataset, kind, scale) not in jobs:
+                jobs.append((dataset, kind, scale))
+    return jobs
+
+
+def evaluate_jobs(cfg: dict) -> list[tuple[str, str]]:
+    return [(name, dataset) for name in cfg["experiments"] for dataset in experiment_test_sets(cfg, name)]
+
+
+def figure_paths(report_dir: str, cfg: dict) -> dict[str, str]:
+    figures = {"training_curves": f"{report_dir}/figures/training_curves.png"}
+    for dataset, kind, scale, reduce in pic_jobs(cfg):
+        figures[f"pic_{dataset}_{kind}x{scale}_{reduce}"] = pic_figure(report_dir, dataset, kind, scale, reduce)
+    for dataset in dict.fromkeys(d for _, d in evaluate_jobs(cfg)):
+        figures[f"compare_{dataset}"] = f"{report_dir}/figures/compare_{dataset}.png"
+    return figures
+
+
+def pic_figure(report_dir: str, dataset: str, kind: str, scale, reduce: str) -> str:
+    return f"{report_dir}/figures/pic_{dataset}_{layout.degradation_tag(kind, scale)}-{reduce}.png"
+
+
+def report_inputs(cfg: dict) -> dict[str, list[str]]:
+    """Every file the report reads, by kind."""
+    d = cfg["data_dir"]
+    return {
+        "evaluations": [layout.eval_json(d, e, s) for e, s in evaluate_jobs(cfg)],
+        "bicubic": [layout.bicubic_json(d, *job) for job in bicubic_jobs(cfg)],
+        "runs": [f"{layout.run_dir(d, e)}/train.json" for e in cfg["experiments"]],
+    }
+
+
+def download_args(cfg: dict, dataset: str) -> str:
+    """The `bsr download` arguments describing one dataset of the config (shell-quoted)."""
+    import shlex
+
+    spec = cfg["datasets"][dataset]
+    args = ["--name", dataset, "--source", spec["source"], "--images", str(spec["images"])]
+    if spec.get("subdir"):
+        args += ["--subdir", spec["subdir"]]
+    if spec.get("files"):
+        args += ["--files", *spec["files"]]
+    if spec.get("sha256"):
+        args += ["--sha256", spec["sha256"]]
+    return shlex.join(args)

@@ -1,0 +1,27 @@
+from bsr.report import write_report
+
+
+def report_inputs(w):
+    inputs = plan.report_inputs(config)
+    inputs["samples"] = [p.replace(".json", ".png") for p in inputs["evaluations"]]
+    inputs["metrics"] = [p.replace("train.json", "metrics.csv") for p in inputs["runs"]]
+    return inputs
+
+
+FIGURES = plan.figure_paths(REPORTS, config)
+
+
+rule report:
+    input:
+        unpack(report_inputs),
+    output:
+        tables_md=report(f"{REPORTS}/tables.md", caption="../report/tables.rst", category="Tables"),
+        tables_tex=f"{REPORTS}/tables.tex",
+        curves=report(FIGURES["training_curves"], caption="../report/curves.rst", category="Training"),
+        comparisons=[
+            report(path, caption="../report/compare.rst", category="Visual comparison")
+            for key, path in FIGURES.items()
+            if key.startswith("compare_")
+        ],
+    run:
+        write_report(config, REPORTS)

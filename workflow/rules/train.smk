@@ -1,0 +1,43 @@
+from bsr.config import resolve_experiment, write_experiment
+
+
+rule experiment_config:
+    output:
+        layout.experiment_config(D, "{experiment}"),
+    params:
+        # The resolved config is the rule's params, so that changing any of it reruns training.
+        resolved=lambda w: resolve_experiment(config, w.experiment),
+    run:
+        write_experiment(params.resolved, output[0])
+
+
+def train_inputs(w):
+    data = resolve_experiment(config, w.experiment)["data"]
+    return {
+        "config": layout.experiment_config(D, w.experiment),
+        "lr": data["train_lr"],
+        "pic": data["train_pic"],
+        "val_hr": data["val_hr"],
+        "val_lr": data["val_lr"],
+    }
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        model=layout.run_dir(D, "{experiment}") + "/model.pt",
+        summary=layout.run_dir(D, "{experiment}") + "/train.json",
+        metrics=layout.run_dir(D, "{experiment}") + "/metrics.csv",
+    params:
+        run_dir=lambda w: layout.run_dir(D, w.experiment),
+    threads: config.get("resources", {}).get("train", {}).get("threads", 4)
+    resources:
+        gpu=1,
+        mem_mb=config.get("resources", {}).get("train", {}).get("mem_mb", 16000),
+        runtime=config.get("resources", {}).get("train", {}).get("runtime", 1440),
+    log:
+        f"{D}/logs/train/{{experiment}}.log",
+    shell:
+        # The checkpoint is not a declared output, so a killed job resumes where it stopped.
+        "bsr train --config {input.config} --out {params.run_dir} --resume auto 2> {log}"
