@@ -94,5 +94,5 @@ def test_auto_resume_continues_a_matching_checkpoint_and_replaces_a_stale_one(sh
     with pytest.raises(BsrError, match="differs in loss.l1"):
         train(changed, tmp_path / "run", resume="yes")
     train(changed, tmp_path / "run", resume="auto")
-    assert "differs in loss.l1; training afresh" in capsys.readouterr().err
+    assert "differs in loss.l1); training afresh" in capsys.readouterr().err
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 3
