@@ -15,7 +15,8 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-check_pipeline(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
+# The schema is bsr/schemas/config.schema.yaml (workflow/schemas/ links to it); errors name the key.
+check_pipeline(config)
 
 D = config["data_dir"]
 REPORTS = "reports"

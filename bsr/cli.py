@@ -62,6 +62,23 @@ def cmd_evaluate(args):
     print(json.dumps(evaluate_run(args.run, args.hr, args.lr, args.dataset, args.out, args.sample, args.space)))
 
 
+def cmd_report(args):
+    from bsr.config import load_pipeline
+    from bsr.report import write_report
+
+    for path in write_report(load_pipeline(args.config), args.out):
+        print(f"wrote {path}")
+
+
+def cmd_dvc_yaml(args):
+    from bsr.config import load_pipeline
+    from bsr.dvc_stages import dvc_yaml
+    from bsr.files import write_text
+
+    write_text(args.out, dvc_yaml(load_pipeline(args.config), args.config))
+    print(f"wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bsr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"bsr {__version__}")
@@ -125,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
     p.add_argument("--sample", help="also save the SR of the set's first image here (PNG)")
     p.add_argument("--space", default="y", choices=["y", "rgb"])
+
+    p = verb("report", cmd_report, "render reports/tables.md, tables.tex and the figures from the pipeline's outputs")
+    p.add_argument("--config", required=True, help="pipeline config")
+    p.add_argument("--out", default="reports", help="report folder (default: reports)")
+
+    p = verb("dvc-yaml", cmd_dvc_yaml, "generate dvc.yaml from a pipeline config (the same DAG as Snakemake)")
+    p.add_argument("--config", required=True, help="pipeline config, named as dvc.yaml should name it")
+    p.add_argument("--out", default="dvc.yaml")
     return parser
 
 

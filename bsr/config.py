@@ -107,10 +107,10 @@ def resolve_experiment(cfg: dict, name: str) -> dict:
     return validate(resolved, package_schema("experiment"), f"config: experiments.{name}")
 
 
-def check_pipeline(cfg: dict, schema_path, source: str = "config") -> dict:
+def check_pipeline(cfg: dict, source: str = "config") -> dict:
     """Validate a pipeline config against its schema, then resolve every experiment (which checks the
     experiment sections key by key) and every dataset reference: all errors before any job starts."""
-    validate(cfg, load_yaml(schema_path), source)
+    validate(cfg, package_schema("config"), source)
     for key in ("train_sets", "test_sets"):
         for i, dataset in enumerate(cfg[key]):
             if dataset not in cfg["datasets"]:
@@ -125,8 +125,8 @@ def check_pipeline(cfg: dict, schema_path, source: str = "config") -> dict:
     return cfg
 
 
-def load_pipeline(path, schema_path) -> dict:
-    return check_pipeline(load_yaml(path), schema_path, str(path))
+def load_pipeline(path) -> dict:
+    return check_pipeline(load_yaml(path), str(path))
 
 
 def experiment_from_file(path, experiment: str | None = None) -> dict:
@@ -136,6 +136,7 @@ def experiment_from_file(path, experiment: str | None = None) -> dict:
         if experiment:
             raise BsrError(f"{path}: an experiment config; --experiment applies to pipeline configs only")
         return validate(cfg, package_schema("experiment"), str(path))
+    check_pipeline(cfg, str(path))
     return resolve_experiment(cfg, experiment or next(iter(cfg["experiments"])))
 
 

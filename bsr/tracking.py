@@ -56,16 +56,16 @@ class Tracker:
             return
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=uri)
-        if run_id is None:
-            with store_lock(uri):
+        with store_lock(uri):
+            self.client = MlflowClient(tracking_uri=uri)
+            if run_id is None:
                 found = self.client.get_experiment_by_name(experiment)
                 experiment_id = found.experiment_id if found else self.client.create_experiment(
                     experiment, artifact_location=artifact_root(uri))
-            tags = {"mlflow.runName": run_name}
-            if parent_run_id:
-                tags["mlflow.parentRunId"] = parent_run_id
-            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+                tags = {"mlflow.runName": run_name}
+                if parent_run_id:
+                    tags["mlflow.parentRunId"] = parent_run_id
+                self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
 
     @property
     def enabled(self) -> bool:

@@ -47,3 +47,64 @@ def tiny_experiment(tmp_path: Path, data: Path, n_images: int = 12, **train) -> 
                   "threads": 1, **train},
         "data": {"train_hr": [str(hr)], "train_lr": [str(tmp_path / "lr")]},
     }
+
+
+def tiny_pipeline_config(data: Path, data_dir: str = "data") -> dict:
+    """A pipeline config with the paper's shape at toy size: T91 images to train, Set5 to test."""
+    t91 = sorted(p.name for p in (data / "T91" / "HR").iterdir())[:8]
+    train = {"batch": 4, "iterations": 12, "lr": 1e-3, "betas": [0.9, 0.999], "lr_step_epochs": 100,
+             "lr_gamma": 0.1, "iters_per_epoch": 1000, "seed": 0, "log_every": 4, "val_every": 6,
+             "ckpt_every": 6, "device": "cpu", "amp": False, "channels_last": False, "compile": False,
+             "threads": 1}
+    return {
+        "name": "bsr-tiny",
+        "tracking_uri": None,
+        "data_dir": data_dir,
+        "datasets": {
+            "T91": {"source": (data / "T91" / "HR").as_uri(), "files": t91, "images": 8},
+            "Set5": {"source": (data / "Set5" / "HR").as_uri(), "images": 5},
+        },
+        "train_sets": ["T91"],
+        "val_set": "Set5",
+        "test_sets": ["Set5"],
+        "defaults": {
+            "model": {"n_fmg": 1, "channels": 8, "res_scale": 1.0, "skip_connections": True},
+            "loss": {"l2": 1.0, "l1": 1.0, "lp": 0.1, "p": 0.5, "eps": 0.001},
+            "sampling": {"rfs": True, "patch": 16, "intervals": 16, "candidates": 64, "max_rounds": 50,
+                         "pic_reduce": "sum", "range_quantiles": [0.0, 0.995], "quota": None},
+            "train": train,
+        },
+        "experiments": {
+            "BI_x2": {"scale": 2, "degradation": "BI"},
+            "BD_x3": {"scale": 3, "degradation": "BD"},
+            "ablation_baseline": {"scale": 2, "degradation": "BI", "ablation": "Baseline",
+                                  "train": {"iterations": 8}},
+            "ablation_wo_rfs": {"scale": 2, "degradation": "BI", "ablation": "w/o RFS",
+                                "train": {"iterations": 8}, "sampling": {"rfs": False}},
+        },
+        "resources": {"train": {"threads": 1, "mem_mb": 2000, "runtime": 10}},
+    }
+
+
+def project_copy(dest: Path) -> Path:
+    """The workflow files of this checkout in `dest`, to run Snakemake or DVC there."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, symlinks=True)
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def command_env() -> dict:
+    """The environment for subprocesses: this interpreter's `bsr`, `snakemake` and `dvc` first on PATH."""
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env

@@ -1,0 +1,114 @@
+"""Real Snakemake runs: the paper DAG (dry run), a toy pipeline end to end, profiles and config errors."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from bsr.config import load_pipeline
+from bsr.dvc_stages import dvc_yaml
+from tests.conftest import REPO, command_env, project_copy, tiny_pipeline_config
+
+
+def snakemake(cwd, *args, check=True):
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                            env=command_env())
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def planned_jobs(output: str) -> dict[str, set[str]]:
+    """rule -> the set of its jobs' wildcard strings, parsed from a dry run's job listing."""
+    jobs: dict[str, set[str]] = {}
+    rule = None
+    for line in output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+            jobs.setdefault(rule, set())
+        elif rule and (m := re.match(r"^\s+wildcards: (.*)", line)):
+            jobs[rule].add(m.group(1))
+    return jobs
+
+
+def test_paper_dag_lists_every_job():
+    start = time.perf_counter()
+    result = snakemake(REPO, "-n", "all", "--cores", "8", "--resources", "gpu=1")
+    print(f"paper dry run: {time.perf_counter() - start:.2f} s")
+    jobs = planned_jobs(result.stdout + result.stderr)
+    tests = ["Set5", "Set14", "BSD100", "Urban100", "Manga109"]
+    assert jobs["download"] == {f"dataset={d}" for d in ["DIV2K", *tests]}
+    degradations = [("BI", 2), ("BI", 3), ("BI", 4), ("BD", 3)]
+    assert jobs["degrade"] == {f"dataset={d}, kind={k}, scale={s}" for d in ["DIV2K", *tests] for k, s in degradations}
+    arms = ["ablation_baseline", "ablation_wo_rfs", "ablation_wo_sc", "ablation_l2", "ablation_l2_l1"]
+    assert jobs["train"] == {f"experiment={e}" for e in ["BI_x2", "BI_x3", "BI_x4", "BD_x3", *arms]}
+    expected = {f"experiment={e}, dataset={d}" for e in ["BI_x2", "BI_x3", "BI_x4", "BD_x3"] for d in tests}
+    assert jobs["evaluate"] == expected | {f"experiment={a}, dataset=Set5" for a in arms}
+
+
+def test_committed_dvc_yaml_is_generated_from_the_paper_config():
+    assert (REPO / "dvc.yaml").read_text() == dvc_yaml(load_pipeline(REPO / "config" / "config.yaml"),
+                                                       "config/config.yaml")
+
+
+def test_slurm_profile_dry_run_gives_training_a_gpu():
+    result = snakemake(REPO, "-n", "all", "--profile", "profiles/slurm")
+    text = result.stdout + result.stderr
+    train = [line for line in text.splitlines() if "runtime=1440" in line]
+    assert len(train) == 9 and all("gpu=1" in line and "mem_mb=32000" in line for line in train)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c["experiments"]["BI_x2"].update(trian={"lr": 1}), "experiments.BI_x2"),
+    (lambda c: c["experiments"]["BI_x2"].update(train={"lrr": 1}), "unknown key train.lrr"),
+    (lambda c: c["defaults"]["train"].update(batch="sixteen"), "train.batch: 'sixteen' is not of type 'integer'"),
+    (lambda c: c.update(test_sets=["Set5", "Set6"]), "test_sets.1: 'Set6' is not a key of datasets"),
+    (lambda c: c["datasets"]["Set5"].update(images="five"), "datasets.Set5.images"),
+])
+def test_bad_config_names_the_key(tmp_path, edit, message):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    edit(cfg)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(REPO, "-n", "all", "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_tiny_pipeline_end_to_end(shared_data, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    project = project_copy(tmp_path / "project")
+    (project / "tiny.yaml").write_text(yaml.safe_dump(tiny_pipeline_config(shared_data)))
+    snakemake(project, "all", "--cores", "2", "--configfile", "tiny.yaml")
+    tables = (project / "reports" / "tables.md").read_text()
+    assert "**Bicubic (ours)**" in tables and "**BSR (ours)**" in tables and "Δ Bicubic (ours) − paper" in tables
+    for figure in ("training_curves.png", "compare_Set5.png", "pic_T91_BIx2-sum.png", "pic_T91_BDx3-sum.png"):
+        assert (project / "reports" / "figures" / figure).stat().st_size > 1000
+
+    # The bicubic cell for Set5 x2 is the paper's; every measured number is the one MLflow holds.
+    bicubic = json.loads((project / "data" / "bicubic" / "Set5" / "BIx2.json").read_text())
+    assert f"{bicubic['psnr']:.2f} / {bicubic['ssim']:.4f}" in tables
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    for summary_path in (project / "data" / "eval").glob("*/*.json"):
+        summary = json.loads(summary_path.read_text())
+        run = client.get_run(summary["mlflow_run_id"])
+        assert run.data.metrics["psnr"] == pytest.approx(summary["psnr"], abs=1e-12)
+        assert run.data.metrics["ssim"] == pytest.approx(summary["ssim"], abs=1e-12)
+        parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+        assert parent.data.metrics[f"test_psnr_{summary['dataset']}"] == pytest.approx(summary["psnr"], abs=1e-12)
+        assert {"git_commit", "dvc_lock_sha256", "model.n_fmg", "train.lr"} <= set(parent.data.params)
+        assert f"{summary['psnr']:.2f} / {summary['ssim']:.4f}" in tables or summary["experiment"].startswith("abl")
+
+    assert "Nothing to be done" in snakemake(project, "-n", "all", "--configfile", "tiny.yaml").stdout
+    snakemake(project, "all", "--configfile", "tiny.yaml", "--report", "reports/report.html")
+    assert (project / "reports" / "report.html").stat().st_size > 10_000
+    if shutil.which("pdflatex"):
+        subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+                       cwd=project / "reports", check=True, capture_output=True)
+        assert (project / "reports" / "tables.pdf").stat().st_size > 10_000
+    else:
+        pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile reports/tables.tex")
