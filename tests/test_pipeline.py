@@ -112,3 +112,24 @@ def test_tiny_pipeline_end_to_end(shared_data, tmp_path):
         assert (project / "reports" / "tables.pdf").stat().st_size > 10_000
     else:
         pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile reports/tables.tex")
+
+
+def test_demo_config_end_to_end(tmp_path):
+    """The README's main job, in a copy of the project: BSR must beat bicubic on the demo test set."""
+    project = project_copy(tmp_path / "project")
+    start = time.perf_counter()
+    snakemake(project, "all", "--cores", "2", "--configfile", "config/demo.yaml")
+    print(f"demo pipeline: {time.perf_counter() - start:.0f} s")
+    tables_md = (project / "reports" / "tables.md").read_text()
+    tables_tex = (project / "reports" / "tables.tex").read_text()
+    data = project / "data" / "demo"
+    for experiment, tag in (("BI_x2", "BIx2"), ("BD_x3", "BDx3")):
+        bsr = json.loads((data / "eval" / experiment / "demo_test.json").read_text())
+        bicubic = json.loads((data / "bicubic" / "demo_test" / f"{tag}.json").read_text())
+        print(f"demo_test {tag}: BSR {bsr['psnr']:.2f} dB / {bsr['ssim']:.4f}, "
+              f"bicubic {bicubic['psnr']:.2f} dB / {bicubic['ssim']:.4f}")
+        assert bsr["psnr"] > bicubic["psnr"] and bsr["ssim"] > bicubic["ssim"]
+        for value in (f"{bsr['psnr']:.2f}", f"{bicubic['psnr']:.2f}"):
+            assert value in tables_md and value in tables_tex
+    assert "**BSR (ours)** | ×2 |" in tables_md and r"\textbf{BSR (ours)} & $\times$3" in tables_tex
+    assert "Nothing to be done" in snakemake(project, "-n", "all", "--configfile", "config/demo.yaml").stdout
