@@ -10,7 +10,7 @@ import pandas as pd
 
 from bsr import BsrError
 from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
-from bsr.files import atomic_path
+from bsr.files import atomic_path, write_text
 from bsr.images import list_images, read_image
 from bsr.metrics import psnr_ssim
 
@@ -76,8 +76,7 @@ def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:
     summary = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean()), "n": len(scores), **meta}
     with atomic_path(out_json.with_suffix(".csv")) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out_json, json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -51,7 +51,7 @@ class Tracker:
     def __init__(self, uri: str | None, experiment: str, run_name: str, run_id: str | None = None,
                  parent_run_id: str | None = None):
         self.client = None
-        self.run_id = run_id
+        self.uri, self.experiment, self.run_id = uri, experiment, run_id
         if uri is None:
             return
         from mlflow.tracking import MlflowClient

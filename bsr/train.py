@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from bsr import BsrError
 from bsr.config import flatten
 from bsr.evaluate import model_upscaler, score_set
-from bsr.files import atomic_path
+from bsr.files import atomic_path, write_text
 from bsr.losses import check_loss_config, hybrid_loss
 from bsr.model import build_model
 from bsr.sampling import PatchSampler, load_training_set
@@ -30,6 +31,7 @@ CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
 METRICS = "metrics.csv"
 SUMMARY = "train.json"
+CONFIG = "config.yaml"
 METRIC_COLUMNS = ("step", "loss", "lr", "samples_per_s", "val_psnr")
 
 
@@ -42,7 +44,12 @@ def pick_device(name: str) -> torch.device:
 
 def to_device(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
     """uint8 NHWC from the sampler -> float NCHW in [0, 1]; the conversion runs on the device."""
-    x = torch.from_numpy(batch).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+    x = torch.from_numpy(batch)
+    if device.type == "cuda":
+        # Pinned (through PyTorch's caching host allocator), the copy is asynchronous: the next batch is
+        # sampled on the CPU while the GPU still works on this one.
+        x = x.pin_memory()
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
@@ -155,6 +162,48 @@ def resume_decision(cfg: dict, ckpt_path: Path, resume: str) -> bool:
     return False
 
 
+def build(cfg: dict, device: torch.device):
+    """Sampler, model, optimizer and scheduler, freshly initialised from the config's seed."""
+    t = cfg["train"]
+    torch.manual_seed(t["seed"])
+    sampler = make_sampler(cfg)
+    model = build_model(cfg["model"], cfg["scale"]).to(device)
+    if device.type == "cuda" and t["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
+                                 fused=device.type == "cuda" or None)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"],
+                                                t["lr_gamma"])
+    return sampler, model, optimizer, scheduler
+
+
+def restore(ckpt_path: Path, device, model, optimizer, scheduler, sampler) -> tuple[int, str | None]:
+    """Load every state of a checkpoint; return its iteration and MLflow run id."""
+    state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    sampler.load_state(state["sampler"])
+    set_rng_states(state["rng"], device)
+    return state["step"], state["mlflow_run_id"]
+
+
+def open_tracker(cfg: dict, run_id: str | None) -> Tracker:
+    """The run's MLflow run: a new one with the config as params, or the checkpoint's, reopened."""
+    tracking = cfg.get("tracking", {})
+    tracker = Tracker(resolve_uri(tracking.get("uri"), tracking.get("default_uri")),
+                      tracking.get("experiment") or cfg["name"], cfg["name"], run_id=run_id)
+    if run_id:
+        tracker.mark_running()
+    else:
+        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance()})
+    return tracker
+
+
+def write_metric_log(path: Path, rows: list[str]) -> None:
+    write_text(path, ",".join(METRIC_COLUMNS) + "\n" + "".join(r + "\n" for r in rows))
+
+
 def train(cfg: dict, out_dir, resume: str = "no") -> dict:
     out_dir = Path(out_dir)
     t = cfg["train"]
@@ -165,40 +214,17 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
     if t.get("threads"):
         torch.set_num_threads(t["threads"])
     device = pick_device(t["device"])
-    cuda = device.type == "cuda"
-    channels_last = cuda and t["channels_last"]
-    torch.manual_seed(t["seed"])
-
-    sampler = make_sampler(cfg)
-    model = build_model(cfg["model"], cfg["scale"]).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), fused=cuda or None)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"], t["lr_gamma"])
-    step, run_id = 0, None
-    if resume:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        sampler.load_state(state["sampler"])
-        set_rng_states(state["rng"], device)
-        step, run_id = state["step"], state["mlflow_run_id"]
-    tracking = cfg.get("tracking", {})
-    uri = resolve_uri(tracking.get("uri"), tracking.get("default_uri"))
-    experiment = tracking.get("experiment") or cfg["name"]
-    tracker = Tracker(uri, experiment, cfg["name"], run_id=run_id)
-    if resume:
-        tracker.mark_running()
-    else:
-        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance()})
-    train_step = make_train_step(model, optimizer, scheduler, cfg["loss"], device, t["amp"], channels_last,
-                                 t["compile"])
+    sampler, model, optimizer, scheduler = build(cfg, device)
+    step, run_id = restore(ckpt_path, device, model, optimizer, scheduler, sampler) if resume else (0, None)
+    tracker = open_tracker(cfg, run_id)
+    train_step = make_train_step(model, optimizer, scheduler, cfg["loss"], device, t["amp"],
+                                 device.type == "cuda" and t["channels_last"], t["compile"])
     log_rows = read_metric_log(out_dir / METRICS, step)
+    # Summed on the device, read at log steps only: no host sync per iteration.
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     loss_sum = torch.zeros((), device=device)
-    window_steps, seen = 0, 0
-    since = started = time.perf_counter()
+    window_steps = window_samples = 0
+    window_start = started = time.perf_counter()
     val_psnr = None
 
     def check_finite():
@@ -215,17 +241,15 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
             loss = train_step(lr_batch, hr_batch)
             step += 1
             window_steps += 1
-            seen += len(lr_batch)
-            # Accumulated on the device: no host sync per step.
+            window_samples += len(lr_batch)
             nonfinite |= ~torch.isfinite(loss)
             loss_sum += loss
             bar.update()
             last = step == t["iterations"]
             if step % t["log_every"] == 0 or last:
                 check_finite()
-                elapsed = time.perf_counter() - since
-                metrics = {"loss": loss_sum.item() / window_steps,
-                           "lr": scheduler.get_last_lr()[0], "samples_per_s": seen / elapsed}
+                metrics = {"loss": loss_sum.item() / window_steps, "lr": scheduler.get_last_lr()[0],
+                           "samples_per_s": window_samples / (time.perf_counter() - window_start)}
                 if step % t["val_every"] == 0 or last:
                     val_psnr = validate_psnr(model, cfg, device)
                     if val_psnr is not None:
@@ -234,12 +258,12 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
                 tracker.log_metrics({**metrics, "fallback_patches": sampler.fallback_patches}, step)
                 bar.set_postfix(loss=f"{metrics['loss']:.4g}", samples_s=f"{metrics['samples_per_s']:.0f}")
                 loss_sum.zero_()
-                since, seen, window_steps = time.perf_counter(), 0, 0
+                window_steps = window_samples = 0
+                window_start = time.perf_counter()
             if step % t["ckpt_every"] == 0 or last:
                 check_finite()
                 save_checkpoint(ckpt_path, cfg, step, model, optimizer, scheduler, sampler, device, tracker.run_id)
-                with atomic_path(out_dir / METRICS) as tmp:
-                    tmp.write_text(",".join(METRIC_COLUMNS) + "\n" + "".join(r + "\n" for r in log_rows))
+                write_metric_log(out_dir / METRICS, log_rows)
 
     with atomic_path(out_dir / FINAL_MODEL) as tmp:
         torch.save({"model": model.state_dict(), "model_config": cfg["model"], "scale": cfg["scale"],
@@ -247,9 +271,10 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
     summary = {"name": cfg["name"], "iterations": step, "seconds_this_session": time.perf_counter() - started,
                "val_psnr": val_psnr, "fallback_patches": sampler.fallback_patches,
                "excluded_images": sampler.excluded, "device": str(device), "mlflow_run_id": tracker.run_id,
-               "tracking_uri": uri, "tracking_experiment": experiment}
-    with atomic_path(out_dir / SUMMARY) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+               "tracking_uri": tracker.uri, "tracking_experiment": tracker.experiment}
+    write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    write_text(out_dir / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
+    tracker.log_artifact(out_dir / CONFIG)
     tracker.log_artifact(out_dir / FINAL_MODEL)
     tracker.log_artifact(out_dir / METRICS)
     tracker.finish()

@@ -65,7 +65,7 @@ def test_logs_params_curves_and_checkpoint_to_mlflow(shared_data, tmp_path):
     assert run.data.params["model.channels"] == "8" and run.data.params["sampling.rfs"] == "True"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4]
     assert len(client.get_metric_history(run.info.run_id, "val_psnr")) == 2
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {FINAL_MODEL, METRICS}
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {FINAL_MODEL, METRICS, "config.yaml"}
 
 
 def test_learns_to_beat_bicubic_on_set5_x2(shared_data, tmp_path):
