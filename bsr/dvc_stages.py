@@ -9,7 +9,7 @@ from __future__ import annotations
 import yaml
 
 from bsr import layout, plan
-from bsr.config import experiment_test_sets, resolve_experiment
+from bsr.config import resolve_experiment
 
 TRAIN_KEYS = ("name", "tracking_uri", "data_dir", "train_sets", "val_set", "defaults.model", "defaults.loss",
               "defaults.sampling", "defaults.train")
@@ -53,33 +53,30 @@ def dvc_stages(cfg: dict, config_path: str, report_dir: str = "reports") -> dict
             "cmd": f"bsr train --config {config_path} --experiment {name} --out {run} --resume auto",
             "deps": [*data["train_lr"], *data["train_pic"], data["val_hr"], data["val_lr"]],
             "params": [{config_path: [*TRAIN_KEYS, f"experiments.{name}"]}],
-            "outs": [f"{run}/model.pt", f"{run}/train.json", f"{run}/metrics.csv"],
+            "outs": [layout.run_file(d, name, f) for f in (layout.RUN_MODEL, layout.RUN_SUMMARY, layout.RUN_METRICS)],
         }
     for name, dataset in plan.evaluate_jobs(cfg):
         kind, scale = plan.experiment_degradation(cfg, name)
-        run, out = layout.run_dir(d, name), layout.eval_json(d, name, dataset)
+        out = layout.eval_json(d, name, dataset)
         hr, lr = layout.hr_dir(d, dataset), layout.lr_dir(d, dataset, kind, scale)
         stages[stage_name("evaluate", name, dataset)] = {
-            "cmd": f"bsr evaluate --run {run} --hr {hr} --lr {lr} --dataset {dataset} --out {out} "
-                   f"--sample {out.replace('.json', '.png')}",
-            "deps": [f"{run}/model.pt", f"{run}/train.json", hr, lr],
-            "outs": [out, out.replace(".json", ".csv"), out.replace(".json", ".png")],
+            "cmd": f"bsr evaluate --run {layout.run_dir(d, name)} --hr {hr} --lr {lr} --dataset {dataset} "
+                   f"--out {out} --sample {layout.sample_png(out)}",
+            "deps": [layout.run_file(d, name, layout.RUN_MODEL), layout.run_file(d, name, layout.RUN_SUMMARY), hr, lr],
+            "outs": [out, layout.scores_csv(out), layout.sample_png(out)],
         }
     for dataset, kind, scale in plan.bicubic_jobs(cfg):
         out = layout.bicubic_json(d, dataset, kind, scale)
         stages[stage_name("bicubic", dataset, layout.degradation_tag(kind, scale))] = {
             "cmd": f"bsr eval-bicubic --hr {layout.hr_dir(d, dataset)} --scale {scale} --kind {kind} --out {out}",
             "deps": [layout.hr_dir(d, dataset)],
-            "outs": [out, out.replace(".json", ".csv")],
+            "outs": [out, layout.scores_csv(out)],
         }
     inputs = plan.report_inputs(cfg)
     figures = plan.figure_paths(report_dir, cfg)
     stages["report"] = {
         "cmd": f"bsr report --config {config_path} --out {report_dir}",
-        "deps": [*inputs["evaluations"], *[p.replace(".json", ".png") for p in inputs["evaluations"]],
-                 *inputs["bicubic"], *[p.replace("train.json", "metrics.csv") for p in inputs["runs"]],
-                 *[layout.hr_dir(d, s) for s in dict.fromkeys(s for n in cfg["experiments"]
-                                                             for s in experiment_test_sets(cfg, n))]],
+        "deps": [path for paths in inputs.values() for path in paths],
         "params": [{config_path: ["name", "val_set", "test_sets", "experiments"]}],
         "outs": [f"{report_dir}/tables.md", f"{report_dir}/tables.tex",
                  *[p for k, p in figures.items() if not k.startswith("pic_")]],

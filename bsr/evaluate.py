@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bsr import BsrError
+from bsr import BsrError, layout
 from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
 from bsr.files import atomic_path, write_text
 from bsr.images import list_images, read_image
@@ -92,7 +92,7 @@ def load_trained_model(run_dir, device):
     from bsr.model import build_model
 
     run_dir = Path(run_dir)
-    model_path, summary_path = run_dir / "model.pt", run_dir / "train.json"
+    model_path, summary_path = run_dir / layout.RUN_MODEL, run_dir / layout.RUN_SUMMARY
     if not model_path.is_file() or not summary_path.is_file():
         raise BsrError(f"{run_dir}: not a finished training run (model.pt and train.json expected)")
     saved = torch.load(model_path, map_location=device, weights_only=False)

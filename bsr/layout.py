@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath as P
 
+# The files of a training run directory.
+RUN_MODEL = "model.pt"
+RUN_SUMMARY = "train.json"
+RUN_METRICS = "metrics.csv"
+RUN_CHECKPOINT = "checkpoint.pt"
+RUN_CONFIG = "config.yaml"
+
 
 def hr_dir(data_dir, dataset: str) -> str:
     return str(P(data_dir) / "hr" / dataset)
@@ -30,8 +37,22 @@ def run_dir(data_dir, experiment: str) -> str:
 
 
 def eval_json(data_dir, experiment: str, dataset: str) -> str:
+    """The summary; beside it `scores_csv` (per image) and `sample_png` (the SR of the set's first image)."""
     return str(P(data_dir) / "eval" / experiment / f"{dataset}.json")
 
 
 def bicubic_json(data_dir, dataset: str, kind: str, scale: int) -> str:
     return str(P(data_dir) / "bicubic" / dataset / f"{degradation_tag(kind, scale)}.json")
+
+
+def scores_csv(summary_json: str) -> str:
+    return str(P(summary_json).with_suffix(".csv"))
+
+
+def sample_png(summary_json: str) -> str:
+    return str(P(summary_json).with_suffix(".png"))
+
+
+def run_file(data_dir, experiment: str, name: str) -> str:
+    """A file of a training run: one of the RUN_* names."""
+    return str(P(run_dir(data_dir, experiment)) / name)

@@ -64,10 +64,13 @@ def pic_figure(report_dir: str, dataset: str, kind: str, scale, reduce: str) -> 
 def report_inputs(cfg: dict) -> dict[str, list[str]]:
     """Every file the report reads, by kind."""
     d = cfg["data_dir"]
+    evaluations = [layout.eval_json(d, e, s) for e, s in evaluate_jobs(cfg)]
     return {
-        "evaluations": [layout.eval_json(d, e, s) for e, s in evaluate_jobs(cfg)],
+        "evaluations": evaluations,
+        "samples": [layout.sample_png(p) for p in evaluations],
         "bicubic": [layout.bicubic_json(d, *job) for job in bicubic_jobs(cfg)],
-        "runs": [f"{layout.run_dir(d, e)}/train.json" for e in cfg["experiments"]],
+        "metrics": [layout.run_file(d, e, layout.RUN_METRICS) for e in cfg["experiments"]],
+        "hr": [layout.hr_dir(d, s) for s in dict.fromkeys(s for _, s in evaluate_jobs(cfg))],
     }
 
 

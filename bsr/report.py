@@ -187,7 +187,7 @@ def training_curves(cfg: dict, out_png: str) -> None:
 
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
     for name in cfg["experiments"]:
-        log = Path(layout.run_dir(cfg["data_dir"], name)) / "metrics.csv"
+        log = Path(layout.run_file(cfg["data_dir"], name, layout.RUN_METRICS))
         rows = list(csv.DictReader(log.read_text().splitlines()))
         steps = [int(r["step"]) for r in rows]
         ax_loss.plot(steps, [float(r["loss"]) for r in rows], label=name)
@@ -219,7 +219,7 @@ def comparison(cfg: dict, dataset: str, out_png: str) -> None:
     hr_path = list_images(layout.hr_dir(d, dataset))[0]
     hr = modcrop(read_image(hr_path), scale)
     bicubic = upscale_bicubic(degrade(hr, scale, kind), scale)
-    sr = read_image(Path(layout.eval_json(d, name, dataset)).with_suffix(".png"))
+    sr = read_image(layout.sample_png(layout.eval_json(d, name, dataset)))
     h, w = hr.shape[:2]
     size = max(16, min(h, w) // 3)
     y, x = (h - size) // 2, (w - size) // 2

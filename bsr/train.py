@@ -18,7 +18,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from bsr import BsrError
+from bsr import BsrError, layout
 from bsr.config import flatten
 from bsr.evaluate import model_upscaler, score_set
 from bsr.files import atomic_path, write_text
@@ -27,11 +27,8 @@ from bsr.model import build_model
 from bsr.sampling import PatchSampler, load_training_set
 from bsr.tracking import Tracker, provenance, resolve_uri
 
-CHECKPOINT = "checkpoint.pt"
-FINAL_MODEL = "model.pt"
-METRICS = "metrics.csv"
-SUMMARY = "train.json"
-CONFIG = "config.yaml"
+CHECKPOINT, FINAL_MODEL, METRICS = layout.RUN_CHECKPOINT, layout.RUN_MODEL, layout.RUN_METRICS
+SUMMARY, CONFIG = layout.RUN_SUMMARY, layout.RUN_CONFIG
 METRIC_COLUMNS = ("step", "loss", "lr", "samples_per_s", "val_psnr")
 
 

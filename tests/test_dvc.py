@@ -9,7 +9,7 @@ import time
 
 import yaml
 
-from tests.conftest import command_env, tiny_pipeline_config
+from tests.conftest import REPO, command_env, tiny_pipeline_config
 
 
 def run(cwd, *cmd):
@@ -42,6 +42,7 @@ def test_dvc_reruns_exactly_what_changed_and_round_trips_a_remote(shared_data, t
     run(project, "git", "config", "user.email", "t@example.org")
     run(project, "git", "config", "user.name", "t")
     dvc(project, "init", "-q")
+    shutil.copy(REPO / ".gitignore", project / ".gitignore")  # data/ and reports/ are git-ignored, as here
     cfg = tiny_pipeline_config(shared_data)
     (project / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     run(project, "bsr", "dvc-yaml", "--config", "tiny.yaml")

@@ -1,9 +1,8 @@
 def evaluation_inputs(w):
     kind, scale = plan.experiment_degradation(config, w.experiment)
-    run = layout.run_dir(D, w.experiment)
     return {
-        "model": f"{run}/model.pt",
-        "summary": f"{run}/train.json",
+        "model": layout.run_file(D, w.experiment, layout.RUN_MODEL),
+        "summary": layout.run_file(D, w.experiment, layout.RUN_SUMMARY),
         "hr": layout.hr_dir(D, w.dataset),
         "lr": layout.lr_dir(D, w.dataset, kind, scale),
     }
@@ -14,8 +13,8 @@ rule evaluate:
         unpack(evaluation_inputs),
     output:
         summary=layout.eval_json(D, "{experiment}", "{dataset}"),
-        scores=layout.eval_json(D, "{experiment}", "{dataset}").replace(".json", ".csv"),
-        sample=layout.eval_json(D, "{experiment}", "{dataset}").replace(".json", ".png"),
+        scores=layout.scores_csv(layout.eval_json(D, "{experiment}", "{dataset}")),
+        sample=layout.sample_png(layout.eval_json(D, "{experiment}", "{dataset}")),
     params:
         run_dir=lambda w: layout.run_dir(D, w.experiment),
     log:
@@ -30,7 +29,7 @@ rule bicubic:
         layout.hr_dir(D, "{dataset}"),
     output:
         summary=layout.bicubic_json(D, "{dataset}", "{kind}", "{scale}"),
-        scores=layout.bicubic_json(D, "{dataset}", "{kind}", "{scale}").replace(".json", ".csv"),
+        scores=layout.scores_csv(layout.bicubic_json(D, "{dataset}", "{kind}", "{scale}")),
     log:
         f"{D}/logs/bicubic/{{dataset}}_{{kind}}x{{scale}}.log",
     shell:

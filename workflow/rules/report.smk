@@ -1,19 +1,12 @@
 from bsr.report import write_report
 
 
-def report_inputs(w):
-    inputs = plan.report_inputs(config)
-    inputs["samples"] = [p.replace(".json", ".png") for p in inputs["evaluations"]]
-    inputs["metrics"] = [p.replace("train.json", "metrics.csv") for p in inputs["runs"]]
-    return inputs
-
-
 FIGURES = plan.figure_paths(REPORTS, config)
 
 
 rule report:
     input:
-        unpack(report_inputs),
+        **plan.report_inputs(config),
     output:
         tables_md=report(f"{REPORTS}/tables.md", caption="../report/tables.rst", category="Tables"),
         tables_tex=f"{REPORTS}/tables.tex",

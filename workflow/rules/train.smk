@@ -26,9 +26,9 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        model=layout.run_dir(D, "{experiment}") + "/model.pt",
-        summary=layout.run_dir(D, "{experiment}") + "/train.json",
-        metrics=layout.run_dir(D, "{experiment}") + "/metrics.csv",
+        model=layout.run_file(D, "{experiment}", layout.RUN_MODEL),
+        summary=layout.run_file(D, "{experiment}", layout.RUN_SUMMARY),
+        metrics=layout.run_file(D, "{experiment}", layout.RUN_METRICS),
     params:
         run_dir=lambda w: layout.run_dir(D, w.experiment),
     threads: config.get("resources", {}).get("train", {}).get("threads", 4)
