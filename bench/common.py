@@ -1,4 +1,4 @@
-"""Shared set-up for the bench scripts: where the benchmark images are, and a timer."""
+"""Shared set-up for the bench scripts: where the benchmark images are, a timer, a training set."""
 import os
 import sys
 import time
@@ -19,3 +19,15 @@ def timed(func, *args):
     start = time.perf_counter()
     result = func(*args)
     return result, time.perf_counter() - start
+
+
+def training_set(scale: int, files=None):
+    """HR images (T91 by default) degraded here with BI, with their PIC tables: the benches need no pipeline."""
+    from bsr.degrade import degrade, modcrop
+    from bsr.images import as_rgb, list_images, read_image
+    from bsr.pic import summed_area_table
+    from bsr.sampling import TrainingSet
+
+    hr = [modcrop(as_rgb(read_image(p)), scale) for p in files or list_images(dataset("T91"))]
+    lr = [degrade(img, scale, "BI") for img in hr]
+    return TrainingSet(lr, hr, [summed_area_table(img) for img in lr], scale, [str(i) for i in range(len(lr))])

@@ -10,19 +10,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from bench.common import dataset, timed  # noqa: E402
-from bsr.degrade import degrade, modcrop  # noqa: E402
-from bsr.images import as_rgb, list_images, read_image  # noqa: E402
-from bsr.pic import pic_direct, summed_area_table  # noqa: E402
-from bsr.sampling import PatchSampler, TrainingSet  # noqa: E402
+from bench.common import timed, training_set  # noqa: E402
+from bsr.pic import pic_direct  # noqa: E402
+from bsr.sampling import PatchSampler  # noqa: E402
 
 SCALE, PATCH, BATCH = 2, 48, 16
-
-
-def training_set():
-    hr = [modcrop(as_rgb(read_image(p)), SCALE) for p in list_images(dataset("T91"))]
-    lr = [degrade(img, SCALE, "BI") for img in hr]
-    return TrainingSet(lr, hr, [summed_area_table(img) for img in lr], SCALE, [str(i) for i in range(len(lr))])
 
 
 def literal(sampler: PatchSampler) -> PatchSampler:
@@ -44,7 +36,7 @@ def first_batches(sampler, batches=5):
 
 
 def main():
-    data = training_set()
+    data = training_set(SCALE)
     fast, slow = PatchSampler(data, PATCH, BATCH, seed=0), literal(PatchSampler(data, PATCH, BATCH, seed=0))
     same = all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(first_batches(fast), first_batches(slow)))
     assert same, "the two samplers chose different patches"

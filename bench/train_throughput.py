@@ -9,21 +9,12 @@ import time
 
 import torch
 
-from bench.common import REPO, dataset
+from bench.common import REPO, training_set
 from bsr.config import load_yaml, resolve_experiment
-from bsr.degrade import degrade, modcrop
-from bsr.images import as_rgb, list_images, read_image
 from bsr.losses import hybrid_loss
 from bsr.model import build_model
-from bsr.pic import summed_area_table
-from bsr.sampling import PatchSampler, TrainingSet
-from bsr.train import make_train_step, pick_device
-
-
-def training_set(scale):
-    hr = [modcrop(as_rgb(read_image(p)), scale) for p in list_images(dataset("T91"))]
-    lr = [degrade(img, scale, "BI") for img in hr]
-    return TrainingSet(lr, hr, [summed_area_table(img) for img in lr], scale, [str(i) for i in range(len(lr))])
+from bsr.sampling import PatchSampler
+from bsr.train import lr_scheduler, make_train_step, pick_device
 
 
 def samples_per_second(step, sampler, device, warmup, steps):
@@ -44,7 +35,7 @@ def engine_step(cfg, device, compile):
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=device.type == "cuda" or None)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 100_000, 0.1)
+    scheduler = lr_scheduler(optimizer, cfg["train"])
     return make_train_step(model, optimizer, scheduler, cfg["loss"], device, amp=True,
                            channels_last=channels_last, compile=compile)
 

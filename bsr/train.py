@@ -94,6 +94,7 @@ def set_rng_states(states: dict, device: torch.device) -> None:
 
 
 # Settings that may change between a checkpoint and its resumption: they do not change the weights' path.
+# (With a cosine schedule the iteration count shapes the lr curve, so changing it is not a resumable change.)
 RESUMABLE_CHANGES = {"tracking": None, "data": ("val_hr", "val_lr"),
                      "train": ("iterations", "log_every", "val_every", "ckpt_every", "compile", "threads")}
 
@@ -106,7 +107,8 @@ def trajectory_config(cfg: dict) -> dict:
             ignored = RESUMABLE_CHANGES[key]
             if ignored is None:
                 continue
-            value = {k: v for k, v in value.items() if k not in ignored}
+            value = {k: v for k, v in value.items()
+                     if k not in ignored or (k == "iterations" and value.get("lr_schedule") == "cosine")}
         kept[key] = value
     return kept
 
@@ -169,9 +171,14 @@ def build(cfg: dict, device: torch.device):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
                                  fused=device.type == "cuda" or None)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"],
-                                                t["lr_gamma"])
-    return sampler, model, optimizer, scheduler
+    return sampler, model, optimizer, lr_scheduler(optimizer, t)
+
+
+def lr_scheduler(optimizer, t: dict):
+    """Stepped once per iteration: the paper's step decay, or cosine annealing over the whole run."""
+    if t.get("lr_schedule", "step") == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t["iterations"])
+    return torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"], t["lr_gamma"])
 
 
 def restore(ckpt_path: Path, device, model, optimizer, scheduler, sampler) -> tuple[int, str | None]:
