@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -63,7 +64,9 @@ def fill_defaults(cfg: dict, schema: dict) -> None:
             fill_defaults(cfg[key], sub)
 
 
+@lru_cache(maxsize=None)
 def package_schema(name: str) -> dict:
+    """A schema shipped with the package, parsed once (experiments are resolved many times per DAG); read-only."""
     return yaml.safe_load(resources.files("bsr.schemas").joinpath(f"{name}.schema.yaml").read_text())
 
 
@@ -111,16 +114,14 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
     """Validate a pipeline config against its schema, then resolve every experiment (which checks the
     experiment sections key by key) and every dataset reference: all errors before any job starts."""
     validate(cfg, package_schema("config"), source)
-    for key in ("train_sets", "test_sets"):
-        for i, dataset in enumerate(cfg[key]):
-            if dataset not in cfg["datasets"]:
-                raise BsrError(f"{source}: {key}.{i}: {dataset!r} is not a key of datasets")
-    if cfg["val_set"] not in cfg["datasets"]:
-        raise BsrError(f"{source}: val_set: {cfg['val_set']!r} is not a key of datasets")
+    references = [("val_set", cfg["val_set"])]
+    references += [(f"{key}.{i}", d) for key in ("train_sets", "test_sets") for i, d in enumerate(cfg[key])]
+    references += [(f"experiments.{name}.test_sets.{i}", d) for name, exp in cfg["experiments"].items()
+                   for i, d in enumerate(exp.get("test_sets", []))]
+    for key, dataset in references:
+        if dataset not in cfg["datasets"]:
+            raise BsrError(f"{source}: {key}: {dataset!r} is not a key of datasets")
     for name in cfg["experiments"]:
-        for dataset in experiment_test_sets(cfg, name):
-            if dataset not in cfg["datasets"]:
-                raise BsrError(f"{source}: experiments.{name}.test_sets: {dataset!r} is not a key of datasets")
         resolve_experiment(cfg, name)
     return cfg
 

@@ -14,6 +14,8 @@ import numpy as np
 from scipy.ndimage import correlate1d
 
 from bsr import BsrError
+from bsr.files import atomic_path
+from bsr.images import list_images, read_image, write_image
 
 KINDS = ("BI", "BD")
 BD_KERNEL_SIZE = 7
@@ -175,9 +177,6 @@ def degrade_dir(hr_dir, out_dir, scale: int, kind: str) -> int:
 
     The directory appears only when every image is done: a failure leaves no partial output.
     """
-    from bsr.files import atomic_path
-    from bsr.images import list_images, read_image, write_image
-
     files = list_images(hr_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()

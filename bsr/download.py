@@ -14,7 +14,6 @@ import importlib.util
 import json
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile

@@ -11,8 +11,9 @@ import pandas as pd
 from bsr import BsrError, layout
 from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
 from bsr.files import atomic_path, write_text
-from bsr.images import list_images, read_image
+from bsr.images import as_rgb, list_images, read_image, write_image
 from bsr.metrics import psnr_ssim
+from bsr.tracking import Tracker
 
 
 def read_lr(lr_dir, hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
@@ -49,8 +50,6 @@ def model_upscaler(model, device) -> Callable[[np.ndarray], np.ndarray]:
     A gray image goes in as R = G = B and comes out as the mean of the three output channels.
     """
     import torch
-
-    from bsr.images import as_rgb
 
     def super_resolve(lr: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(as_rgb(lr)).to(device).permute(2, 0, 1)[None].float().div(255)
@@ -109,9 +108,6 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
     `sample_png` receives the SR of the set's first image (the report's visual comparison).
     """
     import torch
-
-    from bsr.images import write_image
-    from bsr.tracking import Tracker
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, saved, run = load_trained_model(run_dir, device)

@@ -46,11 +46,10 @@ class FMG(nn.Module):
 
 
 def upsampler(scale: int, channels: int) -> nn.Sequential:
-    stages = [2, 2] if scale == 4 else [scale]
     if scale not in (2, 3, 4):
         raise ValueError(f"BSR reconstructs x2, x3 or x4, not x{scale}")
     layers = []
-    for s in stages:
+    for s in [2, 2] if scale == 4 else [scale]:
         layers += [conv3x3(channels, channels * s * s), nn.PixelShuffle(s)]
     return nn.Sequential(*layers)
 

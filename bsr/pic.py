@@ -100,11 +100,7 @@ def load_table(table_dir, stem: str, reduce: str, lr_shape: tuple[int, ...]) -> 
 def plot_balance(lr_dir, table_dir, reduce: str, out_png, patch: int = 48, batch: int = 16, batches: int = 500,
                  seed: int = 0) -> None:
     """The paper's 'unbalance' figure: the PIC intervals of uniform random crops next to RFS batches."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from bsr.figures import plt, save_figure
     from bsr.sampling import PatchSampler, TrainingSet, without_small_images
 
     files = list_images(lr_dir)
@@ -124,7 +120,4 @@ def plot_balance(lr_dir, table_dir, reduce: str, out_png, patch: int = 48, batch
     ax.set_ylabel("share of patches")
     ax.set_xticks(k)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=120)

@@ -3,7 +3,7 @@ read this, so the experiment matrix is written down once (in the config)."""
 from __future__ import annotations
 
 from bsr import layout
-from bsr.config import deep_merge, experiment_test_sets
+from bsr.config import experiment_test_sets, resolve_experiment
 
 
 def experiment_degradation(cfg: dict, name: str) -> tuple[str, int]:
@@ -27,7 +27,7 @@ def pic_jobs(cfg: dict) -> list[tuple[str, str, int, str]]:
     jobs = []
     for name in cfg["experiments"]:
         kind, scale = experiment_degradation(cfg, name)
-        reduce = deep_merge(cfg["defaults"]["sampling"], cfg["experiments"][name].get("sampling", {}))["pic_reduce"]
+        reduce = resolve_experiment(cfg, name)["sampling"]["pic_reduce"]
         for dataset in cfg["train_sets"]:
             if (dataset, kind, scale, reduce) not in jobs:
                 jobs.append((dataset, kind, scale, reduce))

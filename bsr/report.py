@@ -15,9 +15,11 @@ import jinja2
 
 from bsr import BsrError, layout
 from bsr.config import experiment_test_sets
-from bsr.files import atomic_path, write_text
-from bsr.images import read_image
-from bsr.plan import evaluate_jobs, experiment_degradation
+from bsr.degrade import degrade, modcrop, upscale_bicubic
+from bsr.files import write_text
+from bsr.images import list_images, read_image
+from bsr.metrics import psnr
+from bsr.plan import evaluate_jobs, experiment_degradation, figure_paths
 
 OURS_BICUBIC = "Bicubic (ours)"
 OURS_BSR = "BSR (ours)"
@@ -180,10 +182,7 @@ def environment() -> jinja2.Environment:
 
 
 def training_curves(cfg: dict, out_png: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bsr.figures import plt, save_figure
 
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
     for name in cfg["experiments"]:
@@ -204,14 +203,7 @@ def training_curves(cfg: dict, out_png: str) -> None:
 
 def comparison(cfg: dict, dataset: str, out_png: str) -> None:
     """HR, bicubic and BSR crops of the set's first image, for the first experiment tested on the set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bsr.degrade import degrade, modcrop, upscale_bicubic
-    from bsr.images import list_images
-    from bsr.metrics import psnr
+    from bsr.figures import plt, save_figure
 
     d = cfg["data_dir"]
     name = next(e for e, s in evaluate_jobs(cfg) if s == dataset)
@@ -234,19 +226,8 @@ def comparison(cfg: dict, dataset: str, out_png: str) -> None:
     save_figure(fig, out_png)
 
 
-def save_figure(fig, out_png: str) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
 def write_report(cfg: dict, report_dir="reports") -> list[str]:
     """Render tables.md, tables.tex and the figures into `report_dir`; return the files written."""
-    from bsr.plan import figure_paths
-
     report_dir = str(report_dir)
     tables = []
     for kind in DEGRADATION_TITLES:

@@ -75,7 +75,7 @@ def quota_vector(batch: int, weights) -> np.ndarray:
 def without_small_images(data: TrainingSet, patch: int) -> tuple[TrainingSet, list[str]]:
     """Drop LR images smaller than the patch (T91 has some at x3/x4), saying so on stderr."""
     keep = [i for i, t in enumerate(data.tables) if min(t.shape) + 1 >= patch]
-    excluded = [data.names[i] for i in range(len(data.names)) if i not in set(keep)]
+    excluded = [name for i, name in enumerate(data.names) if i not in set(keep)]
     if not keep:
         raise BsrError(f"every LR training image is smaller than the {patch}x{patch} patch")
     if excluded:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from bsr.files import file_lock
@@ -87,8 +88,6 @@ class Tracker:
     def log_metrics(self, metrics: dict, step: int) -> None:
         if not self.enabled:
             return
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)

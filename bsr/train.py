@@ -149,11 +149,11 @@ def resume_decision(cfg: dict, ckpt_path: Path, resume: str) -> bool:
         return False
     if resume == "no":
         raise BsrError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)["config"]
-    if saved == trajectory_config(cfg):
+    saved = flatten(torch.load(ckpt_path, map_location="cpu", weights_only=False)["config"])
+    wanted = flatten(trajectory_config(cfg))
+    if saved == wanted:
         return True
-    changed = sorted(k for k in set(flatten(saved)) | set(flatten(trajectory_config(cfg)))
-                     if flatten(saved).get(k) != flatten(trajectory_config(cfg)).get(k))
+    changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
     if resume == "yes":
         raise BsrError(f"{ckpt_path} was trained with another config (differs in {', '.join(changed)})")
     print(f"bsr: {ckpt_path} is from another config (differs in {', '.join(changed)}); training afresh",

@@ -22,6 +22,9 @@ def train_inputs(w):
     }
 
 
+TRAIN_RESOURCES = config.get("resources", {}).get("train", {})
+
+
 rule train:
     input:
         unpack(train_inputs),
@@ -31,11 +34,11 @@ rule train:
         metrics=layout.run_file(D, "{experiment}", layout.RUN_METRICS),
     params:
         run_dir=lambda w: layout.run_dir(D, w.experiment),
-    threads: config.get("resources", {}).get("train", {}).get("threads", 4)
+    threads: TRAIN_RESOURCES.get("threads", 4)
     resources:
         gpu=1,
-        mem_mb=config.get("resources", {}).get("train", {}).get("mem_mb", 16000),
-        runtime=config.get("resources", {}).get("train", {}).get("runtime", 1440),
+        mem_mb=TRAIN_RESOURCES.get("mem_mb", 16000),
+        runtime=TRAIN_RESOURCES.get("runtime", 1440),
     log:
         f"{D}/logs/train/{{experiment}}.log",
     shell:
