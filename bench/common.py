@@ -21,13 +21,11 @@ def timed(func, *args):
     return result, time.perf_counter() - start
 
 
-def training_set(scale: int, files=None):
-    """HR images (T91 by default) degraded here with BI, with their PIC tables: the benches need no pipeline."""
+def training_set(scale: int, patch: int, files=None):
+    """HR images (T91 by default) degraded here with BI, with their crop PICs: the benches need no pipeline."""
     from bsr.degrade import degrade, modcrop
     from bsr.images import as_rgb, list_images, read_image
-    from bsr.pic import summed_area_table
-    from bsr.sampling import TrainingSet
+    from bsr.sampling import make_training_set
 
     hr = [modcrop(as_rgb(read_image(p)), scale) for p in files or list_images(dataset("T91"))]
-    lr = [degrade(img, scale, "BI") for img in hr]
-    return TrainingSet(lr, hr, [summed_area_table(img) for img in lr], scale, [str(i) for i in range(len(lr))])
+    return make_training_set([degrade(img, scale, "BI") for img in hr], hr, scale, patch)

@@ -20,7 +20,7 @@ SCALE, PATCH, BATCH = 2, 48, 16
 def literal(sampler: PatchSampler) -> PatchSampler:
     """The same sampler, but each candidate's interval comes from Sobel over the crop itself."""
     def intervals_of(image, y, x):
-        crops = (sampler.data.lr[n][yy:yy + PATCH, xx:xx + PATCH] for n, yy, xx in zip(image, y, x))
+        crops = (sampler.lr[n][yy:yy + PATCH, xx:xx + PATCH] for n, yy, xx in zip(image, y, x))
         return sampler.interval(np.array([pic_direct(c) for c in crops]))
     sampler.intervals_of = intervals_of
     return sampler
@@ -36,8 +36,8 @@ def first_batches(sampler, batches=5):
 
 
 def main():
-    data = training_set(SCALE)
-    fast, slow = PatchSampler(data, PATCH, BATCH, seed=0), literal(PatchSampler(data, PATCH, BATCH, seed=0))
+    data = training_set(SCALE, PATCH)
+    fast, slow = PatchSampler(data, BATCH, seed=0), literal(PatchSampler(data, BATCH, seed=0))
     same = all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(first_batches(fast), first_batches(slow)))
     assert same, "the two samplers chose different patches"
     _, t_ours = timed(draw, fast, 2000)

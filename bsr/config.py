@@ -1,6 +1,7 @@
 """Loading YAML configs and validating them against JSON schemas, with errors that name the key."""
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from importlib import resources
@@ -107,7 +108,40 @@ def resolve_experiment(cfg: dict, name: str) -> dict:
     }
     resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "default_uri": DEFAULT_TRACKING_URI,
                             "experiment": cfg["name"]}
-    return validate(resolved, package_schema("experiment"), f"config: experiments.{name}")
+    return check_experiment(resolved, f"config: experiments.{name}")
+
+
+def non_finite_keys(value, path: str = ""):
+    """Key paths of NaN and infinite numbers, which JSON schema comparisons let through."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    if items is None:
+        if isinstance(value, float) and not math.isfinite(value):
+            yield path
+        return
+    for key, item in items:
+        yield from non_finite_keys(item, f"{path}.{key}" if path else str(key))
+
+
+def check_experiment(exp: dict, source: str) -> dict:
+    """Validate a resolved experiment against its schema, then what a schema cannot say; each error names
+    the key. Everything refused here would fail later in training, or silently do the wrong thing."""
+    validate(exp, package_schema("experiment"), source)
+    s = exp["sampling"]
+    problems = [(key, "must be a finite number") for key in non_finite_keys(exp)]
+    if exp["degradation"] == "BD" and exp["scale"] % 2 == 0:
+        problems.append(("degradation", f"BD is defined for odd scales (it keeps every s-th pixel from s // 2, "
+                                        f"the blur's centre only when s is odd), not x{exp['scale']}"))
+    if not s["range_quantiles"][0] < s["range_quantiles"][1]:
+        problems.append(("sampling.range_quantiles", f"must increase, got {s['range_quantiles']}"))
+    quota = s.get("quota")
+    if quota is not None and len(quota) != s["intervals"]:
+        problems.append(("sampling.quota", f"has {len(quota)} weights for {s['intervals']} intervals"))
+    elif quota is not None and sum(quota) <= 0:
+        problems.append(("sampling.quota", "weights sum to 0: no interval would get a patch"))
+    if problems:
+        key, message = problems[0]
+        raise BsrError(f"{source}: {key}: {message}")
+    return exp
 
 
 def check_pipeline(cfg: dict, source: str = "config") -> dict:
@@ -136,7 +170,7 @@ def experiment_from_file(path, experiment: str | None = None) -> dict:
     if "experiments" not in cfg:
         if experiment:
             raise BsrError(f"{path}: an experiment config; --experiment applies to pipeline configs only")
-        return validate(cfg, package_schema("experiment"), str(path))
+        return check_experiment(cfg, str(path))
     check_pipeline(cfg, str(path))
     return resolve_experiment(cfg, experiment or next(iter(cfg["experiments"])))
 

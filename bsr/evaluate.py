@@ -10,7 +10,7 @@ import pandas as pd
 
 from bsr import BsrError, layout
 from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
-from bsr.files import atomic_path, write_text
+from bsr.files import atomic_path, read_torch_file, write_text
 from bsr.images import as_rgb, list_images, read_image, write_image
 from bsr.metrics import psnr_ssim
 from bsr.tracking import Tracker
@@ -84,6 +84,9 @@ def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y") -> d
     return write_scores(out_json, scores, scale=scale, kind=kind, space=space, method="Bicubic")
 
 
+MODEL_KEYS = ("model", "model_config", "scale", "degradation", "name")
+
+
 def load_trained_model(run_dir, device):
     """The final model of a `bsr train` run directory, in eval mode, with its run summary."""
     import torch
@@ -94,7 +97,7 @@ def load_trained_model(run_dir, device):
     model_path, summary_path = run_dir / layout.RUN_MODEL, run_dir / layout.RUN_SUMMARY
     if not model_path.is_file() or not summary_path.is_file():
         raise BsrError(f"{run_dir}: not a finished training run (model.pt and train.json expected)")
-    saved = torch.load(model_path, map_location=device, weights_only=False)
+    saved = read_torch_file(model_path, "model", MODEL_KEYS)
     model = build_model(saved["model_config"], saved["scale"]).to(device)
     model.load_state_dict(saved["model"])
     model.eval()

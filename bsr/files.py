@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bsr import BsrError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -38,6 +40,23 @@ def file_lock(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_torch_file(path: str | os.PathLike, kind: str, keys: tuple[str, ...]) -> dict:
+    """A checkpoint or model that bsr saved, loaded onto the CPU (the caller moves states to its device) with
+    `weights_only`, so that a crafted pickle cannot run code. Any failure is one error naming the file."""
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or garbage bytes, or a pickle that is more than weights
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BsrError(f"{path}: not a readable {kind} ({reason[:200]})") from None
+    missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise BsrError(f"{path}: not a bsr {kind} (missing {', '.join(missing)})")
+    return state
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -2,8 +2,14 @@
 and a pixel-shuffle reconstruction.
 
 Choices the paper leaves open (config keys in brackets, defaults are the paper config's):
-- an FMG is 5 residual blocks (conv-ReLU-conv, times `res_scale`, plus identity) with an identity skip
-  around the group and no conv of its own, so that 16 FMGs give about 165 conv layers as the notes estimate;
+- an FMG is 5 residual blocks (conv-ReLU-conv, times `res_scale`, plus identity) and no conv of its own, so
+  that 16 FMGs give 164 conv layers (the notes estimate about 165). The group's skip is the identity path
+  through its blocks, so an FMG returns x + the sum of its five residual branches: x is carried once. Adding x
+  again around the group (`x + blocks(x)`) doubles x at every FMG: 2^16 at the paper's depth, an output std of
+  about 600 at init and a network that does not learn;
+- each residual branch's last conv starts at PyTorch's default init divided by sqrt(number of residual blocks)
+  (Fixup's rule for two-layer branches), so the features keep their scale at init whatever the depth: with
+  PyTorch's default init alone, the last of 32 FMGs would have 75x the shallow features' std;
 - the per-FMG weights are sigmoid(w), so always in (0, 1), initialised at 0.5;
 - fusion is one 3x3 conv from the concatenation back to `channels`, plus the shallow features (a global
   residual, as in EDSR/RCAN);
@@ -35,14 +41,14 @@ class ResidualBlock(nn.Module):
 
 
 class FMG(nn.Module):
-    """Feature Mapping Group: residual blocks with a skip around the group."""
+    """Feature Mapping Group: residual blocks whose identity paths are the skip around the group."""
 
     def __init__(self, channels: int, res_scale: float):
         super().__init__()
         self.blocks = nn.Sequential(*(ResidualBlock(channels, res_scale) for _ in range(BLOCKS_PER_FMG)))
 
     def forward(self, x):
-        return x + self.blocks(x)
+        return self.blocks(x)
 
 
 def upsampler(scale: int, channels: int) -> nn.Sequential:
@@ -68,6 +74,7 @@ class BSR(nn.Module):
         self.fuse = conv3x3(channels * fused_inputs, channels)
         self.upsample = upsampler(scale, channels)
         self.to_rgb = conv3x3(channels, 3)
+        scale_residual_branches(self, n_fmg * BLOCKS_PER_FMG)
 
     def fmg_weights(self) -> torch.Tensor:
         """The per-FMG concatenation weights, each in (0, 1)."""
@@ -89,6 +96,17 @@ class BSR(nn.Module):
         # output more coarsely than the uint8 images it is scored against.
         with torch.autocast(upsampled.device.type, enabled=False):
             return self.to_rgb(upsampled.float()) + self.rgb_mean
+
+
+@torch.no_grad()
+def scale_residual_branches(model: nn.Module, blocks: int) -> None:
+    """Divide the last conv of every residual branch by sqrt(blocks): the sum of the branches then has a
+    bounded variance at init (each adds about 1/(18·blocks) of its input's, with PyTorch's default init)."""
+    for block in model.modules():
+        if isinstance(block, ResidualBlock):
+            last = block.body[-1]
+            last.weight.mul_(blocks ** -0.5)
+            last.bias.mul_(blocks ** -0.5)
 
 
 def build_model(model_cfg: dict, scale: int) -> BSR:

@@ -58,11 +58,17 @@ def pic_from_table(table: np.ndarray, y, x, size: int):
     return table[y2, x2] - table[y, x2] - table[y2, x] + table[y, x]
 
 
+# The largest |Gx| + |Gy| of one pixel, summed over 3 channels: PICs of crops up to 592 x 592 fit in int32.
+MAX_PIXEL_PIC = 3 * 2 * 4 * 255
+
+
 def all_crop_pics(table: np.ndarray, size: int) -> np.ndarray:
-    """PIC of every size x size crop of the image behind `table`, as an array of (H-size+1, W-size+1)."""
+    """PIC of every size x size crop of the image behind `table`, as an array of (H-size+1, W-size+1);
+    int32 where every possible value fits (half the memory of int64 at DIV2K size)."""
     inner = size - 2
     t = table
-    return t[inner:, inner:] - t[:-inner, inner:] - t[inner:, :-inner] + t[:-inner, :-inner]
+    pics = t[inner:, inner:] - t[:-inner, inner:] - t[inner:, :-inner] + t[:-inner, :-inner]
+    return pics.astype(np.int32) if inner * inner * MAX_PIXEL_PIC <= np.iinfo(np.int32).max else pics
 
 
 def write_tables(lr_dir, out_dir, reduce: str = "sum") -> int:
@@ -101,15 +107,16 @@ def plot_balance(lr_dir, table_dir, reduce: str, out_png, patch: int = 48, batch
                  seed: int = 0) -> None:
     """The paper's 'unbalance' figure: the PIC intervals of uniform random crops next to RFS batches."""
     from bsr.figures import plt, save_figure
-    from bsr.sampling import PatchSampler, TrainingSet, without_small_images
+    from bsr.sampling import PatchSampler, TrainingSet, image_crop_pics
 
     files = list_images(lr_dir)
     lr = [as_rgb(read_image(p)) for p in files]
-    tables = [load_table(table_dir, p.stem, reduce, img.shape) for p, img in zip(files, lr)]
-    data, _ = without_small_images(TrainingSet(lr, None, tables, 1, [str(p) for p in files]), patch)
+    crop_pics = [image_crop_pics(img, patch, reduce, load_table(table_dir, p.stem, reduce, img.shape))
+                 for p, img in zip(files, lr)]
+    data = TrainingSet(lr, None, crop_pics, patch, 1, [str(p) for p in files])
     counts = {}
     for label, rfs in (("uniform random crops", False), ("RFS batches", True)):
-        sampler = PatchSampler(data, patch, batch, seed, rfs=rfs)
+        sampler = PatchSampler(data, batch, seed, rfs=rfs)
         intervals = np.concatenate([sampler.choose_crops()[3] for _ in range(batches)])
         counts[label] = np.bincount(intervals, minlength=len(sampler.quota)) / len(intervals)
     k = np.arange(len(sampler.quota))

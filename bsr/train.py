@@ -1,7 +1,9 @@
 """`bsr train`: the training loop, with exact resume.
 
-Adam at `lr`, multiplied by `lr_gamma` every `lr_step_epochs` epochs of `iters_per_epoch` iterations.
-On CUDA: bf16 autocast, channels_last, fused Adam and optionally torch.compile; on CPU the same code in fp32.
+Adam (fused) at `lr`, multiplied by `lr_gamma` every `lr_step_epochs` epochs of `iters_per_epoch` iterations.
+`amp` (bf16 autocast), `channels_last` and `compile` (torch.compile) are each `auto` (on CUDA only), true (on
+any device: CPU autocast runs bf16 and inductor compiles for the CPU, which is how the tests run these paths)
+or false.
 A checkpoint holds the model, optimizer, scheduler, sampler and RNG states and the iteration, so that
 `--resume` continues bit for bit. The loss is checked for NaN/inf at every log step and before every
 checkpoint, so a checkpoint on disk never holds weights that saw a non-finite loss.
@@ -9,6 +11,7 @@ checkpoint, so a checkpoint on disk never holds weights that saw a non-finite lo
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,12 +22,12 @@ import yaml
 from tqdm import tqdm
 
 from bsr import BsrError, layout
-from bsr.config import flatten
+from bsr.config import check_experiment, flatten
 from bsr.evaluate import model_upscaler, score_set
-from bsr.files import atomic_path, write_text
+from bsr.files import atomic_path, read_torch_file, write_text
 from bsr.losses import check_loss_config, hybrid_loss
 from bsr.model import build_model
-from bsr.sampling import PatchSampler, load_training_set
+from bsr.sampling import PatchSampler, TrainingSet, load_training_set
 from bsr.tracking import Tracker, provenance, resolve_uri
 
 CHECKPOINT, FINAL_MODEL, METRICS = layout.RUN_CHECKPOINT, layout.RUN_MODEL, layout.RUN_METRICS
@@ -50,21 +53,30 @@ def to_device(batch: np.ndarray, device: torch.device, channels_last: bool) -> t
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def make_sampler(cfg: dict) -> PatchSampler:
+def switch(setting, device: torch.device) -> bool:
+    """A config switch: true or false, or 'auto' for on CUDA only."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
+def make_sampler(cfg: dict, training_set: TrainingSet | None = None) -> PatchSampler:
+    """The config's sampler over its training data (or over `training_set`, which the benches build)."""
     s, data = cfg["sampling"], cfg["data"]
-    training_set = load_training_set(data["train_hr"], data["train_lr"], cfg["scale"], s["pic_reduce"],
-                                     data.get("train_pic"))
-    return PatchSampler(training_set, s["patch"], cfg["train"]["batch"], cfg["train"]["seed"], rfs=s["rfs"],
+    if training_set is None:
+        training_set = load_training_set(data["train_hr"], data["train_lr"], cfg["scale"], s["patch"],
+                                         s["pic_reduce"], data.get("train_pic"))
+    return PatchSampler(training_set, cfg["train"]["batch"], cfg["train"]["seed"], rfs=s["rfs"],
                         intervals=s["intervals"], candidates=s["candidates"], max_rounds=s["max_rounds"],
-                        quota_weights=s.get("quota"), range_quantiles=tuple(s["range_quantiles"]))
+                        quota_weights=s.get("quota"), range_quantiles=tuple(s["range_quantiles"]),
+                        augment=s["augment"], rfs_images=s["rfs_images"])
 
 
-def make_train_step(model, optimizer, scheduler, loss_cfg: dict, device: torch.device, amp: bool,
-                    channels_last: bool, compile: bool):
-    """One optimisation step on a uint8 batch; returns the loss as a device tensor (no host sync)."""
-    cuda = device.type == "cuda"
-    forward = torch.compile(model) if compile and cuda else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp)
+def make_train_step(model, optimizer, scheduler, cfg: dict, device: torch.device):
+    """One optimisation step on a uint8 batch, with the config's amp, channels_last and compile switches;
+    returns the loss as a device tensor (no host sync)."""
+    t, loss_cfg = cfg["train"], cfg["loss"]
+    channels_last = switch(t["channels_last"], device)
+    forward = torch.compile(model) if switch(t["compile"], device) else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=switch(t["amp"], device))
 
     def train_step(lr_batch: np.ndarray, hr_batch: np.ndarray) -> torch.Tensor:
         lr_t, hr_t = to_device(lr_batch, device, channels_last), to_device(hr_batch, device, channels_last)
@@ -140,37 +152,48 @@ def validate_psnr(model, cfg: dict, device) -> float | None:
     return float(scores["psnr"].mean())
 
 
-def resume_decision(cfg: dict, ckpt_path: Path, resume: str) -> bool:
-    """Whether to resume: `resume` is 'no', 'yes' (a checkpoint must exist and match) or 'auto' (resume a
-    matching checkpoint, start afresh over a stale one from another config, which is then replaced)."""
+CHECKPOINT_KEYS = ("config", "step", "model", "optimizer", "scheduler", "sampler", "rng", "mlflow_run_id")
+
+
+def resume_state(cfg: dict, ckpt_path: Path, resume: str) -> dict | None:
+    """The checkpoint to resume, or None to start afresh. `resume` is 'no', 'yes' (a checkpoint must exist,
+    be readable and match) or 'auto' (resume a matching checkpoint; start afresh over one from another config,
+    which is then replaced, or over an unreadable one, which is kept aside as `.corrupt`)."""
     if not ckpt_path.is_file():
         if resume == "yes":
             raise BsrError(f"{ckpt_path}: nothing to resume from")
-        return False
+        return None
     if resume == "no":
         raise BsrError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
-    saved = flatten(torch.load(ckpt_path, map_location="cpu", weights_only=False)["config"])
-    wanted = flatten(trajectory_config(cfg))
+    try:
+        state = read_torch_file(ckpt_path, "checkpoint", CHECKPOINT_KEYS)
+    except BsrError as err:
+        if resume == "yes":
+            raise
+        aside = ckpt_path.with_name(ckpt_path.name + ".corrupt")
+        os.replace(ckpt_path, aside)
+        print(f"bsr: {err}; kept it as {aside} and training afresh", file=sys.stderr)
+        return None
+    saved, wanted = flatten(state["config"]), flatten(trajectory_config(cfg))
     if saved == wanted:
-        return True
+        return state
     changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
     if resume == "yes":
         raise BsrError(f"{ckpt_path} was trained with another config (differs in {', '.join(changed)})")
     print(f"bsr: {ckpt_path} is from another config (differs in {', '.join(changed)}); training afresh",
           file=sys.stderr)
-    return False
+    return None
 
 
-def build(cfg: dict, device: torch.device):
+def build(cfg: dict, device: torch.device, training_set: TrainingSet | None = None):
     """Sampler, model, optimizer and scheduler, freshly initialised from the config's seed."""
     t = cfg["train"]
     torch.manual_seed(t["seed"])
-    sampler = make_sampler(cfg)
+    sampler = make_sampler(cfg, training_set)
     model = build_model(cfg["model"], cfg["scale"]).to(device)
-    if device.type == "cuda" and t["channels_last"]:
+    if switch(t["channels_last"], device):
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
-                                 fused=device.type == "cuda" or None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), fused=True)
     return sampler, model, optimizer, lr_scheduler(optimizer, t)
 
 
@@ -181,9 +204,9 @@ def lr_scheduler(optimizer, t: dict):
     return torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"], t["lr_gamma"])
 
 
-def restore(ckpt_path: Path, device, model, optimizer, scheduler, sampler) -> tuple[int, str | None]:
-    """Load every state of a checkpoint; return its iteration and MLflow run id."""
-    state = torch.load(ckpt_path, map_location=device, weights_only=False)
+def restore(state: dict, device, model, optimizer, scheduler, sampler) -> tuple[int, str | None]:
+    """Load every state of a checkpoint (read onto the CPU; each state moves to where it lives); return its
+    iteration and MLflow run id."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -210,19 +233,20 @@ def write_metric_log(path: Path, rows: list[str]) -> None:
 
 def train(cfg: dict, out_dir, resume: str = "no") -> dict:
     out_dir = Path(out_dir)
+    check_experiment(cfg, f"experiment {cfg.get('name')!r}")
     t = cfg["train"]
     check_loss_config(cfg["loss"])
     ckpt_path = out_dir / CHECKPOINT
-    resume = resume_decision(cfg, ckpt_path, resume)
+    state = resume_state(cfg, ckpt_path, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     if t.get("threads"):
         torch.set_num_threads(t["threads"])
     device = pick_device(t["device"])
     sampler, model, optimizer, scheduler = build(cfg, device)
-    step, run_id = restore(ckpt_path, device, model, optimizer, scheduler, sampler) if resume else (0, None)
+    step, run_id = restore(state, device, model, optimizer, scheduler, sampler) if state else (0, None)
+    del state
     tracker = open_tracker(cfg, run_id)
-    train_step = make_train_step(model, optimizer, scheduler, cfg["loss"], device, t["amp"],
-                                 device.type == "cuda" and t["channels_last"], t["compile"])
+    train_step = make_train_step(model, optimizer, scheduler, cfg, device)
     log_rows = read_metric_log(out_dir / METRICS, step)
     # Summed on the device, read at log steps only: no host sync per iteration.
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
@@ -274,7 +298,9 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
                     "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
     summary = {"name": cfg["name"], "iterations": step, "seconds_this_session": time.perf_counter() - started,
                "val_psnr": val_psnr, "fallback_patches": sampler.fallback_patches,
-               "excluded_images": sampler.excluded, "device": str(device), "mlflow_run_id": tracker.run_id,
+               "excluded_images": sampler.excluded, "device": str(device),
+               "engine": {key: switch(t[key], device) for key in ("amp", "channels_last", "compile")},
+               "mlflow_run_id": tracker.run_id,
                "tracking_uri": tracker.uri, "tracking_experiment": tracker.experiment}
     write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_text(out_dir / CONFIG, yaml.safe_dump(cfg, sort_keys=False))

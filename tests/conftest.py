@@ -25,7 +25,8 @@ def paper_dir() -> Path:
 
 
 def tiny_experiment(tmp_path: Path, data: Path, n_images: int = 12, **train) -> dict:
-    """A resolved experiment config for a tiny BSR on a few T91 images at x2 (LR made here)."""
+    """A resolved experiment config, defaults filled, for a tiny BSR on a few T91 images at x2 (LR made here)."""
+    from bsr.config import check_experiment
     from bsr.degrade import degrade_dir
 
     hr = tmp_path / "hr"
@@ -35,7 +36,7 @@ def tiny_experiment(tmp_path: Path, data: Path, n_images: int = 12, **train) -> 
             (hr / src.name).symlink_to(src)
     if not (tmp_path / "lr").exists():
         degrade_dir(hr, tmp_path / "lr", 2, "BI")
-    return {
+    return check_experiment({
         "name": "tiny", "scale": 2, "degradation": "BI",
         "model": {"n_fmg": 1, "channels": 8, "res_scale": 1.0, "skip_connections": True},
         "loss": {"l2": 1.0, "l1": 1.0, "lp": 0.1, "p": 0.5, "eps": 1e-3},
@@ -46,7 +47,7 @@ def tiny_experiment(tmp_path: Path, data: Path, n_images: int = 12, **train) -> 
                   "ckpt_every": 3, "device": "cpu", "amp": False, "channels_last": False, "compile": False,
                   "threads": 1, **train},
         "data": {"train_hr": [str(hr)], "train_lr": [str(tmp_path / "lr")]},
-    }
+    }, "tiny experiment")
 
 
 def tiny_pipeline_config(data: Path, data_dir: str = "data") -> dict:

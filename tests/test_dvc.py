@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, command_env, tiny_pipeline_config
@@ -35,6 +36,7 @@ def outs_digest(root) -> dict[str, str]:
     return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
 
 
+@pytest.mark.slow
 def test_dvc_reruns_exactly_what_changed_and_round_trips_a_remote(shared_data, tmp_path):
     project = tmp_path / "project"
     project.mkdir()

@@ -7,8 +7,25 @@ import torch
 from bsr import BsrError
 from bsr.config import load_yaml, resolve_experiment
 from bsr.losses import check_loss_config, hybrid_loss
-from bsr.model import BSR, model_info
+from bsr.model import BSR, build_model, model_info
 from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("experiment,n_fmg", [("BI_x2", 16), ("BI_x3", 16), ("BI_x4", 16), ("BI_x2", 32)])
+def test_paper_depth_stays_bounded_at_init(experiment, n_fmg):
+    """The paper's 16 FMGs (and 32): the last FMG keeps the shallow features' scale; the output is image-sized."""
+    cfg = resolve_experiment(load_yaml(REPO / "config" / "config.yaml"), experiment)
+    torch.manual_seed(0)
+    model = build_model({**cfg["model"], "n_fmg": n_fmg}, cfg["scale"])
+    stds = {}
+    model.shallow.register_forward_hook(lambda m, i, out: stds.__setitem__("shallow", out.std().item()))
+    model.fmgs[-1].register_forward_hook(lambda m, i, out: stds.__setitem__("last_fmg", out.std().item()))
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 48, 48))
+    print(f"{experiment} n_fmg={n_fmg}: shallow std {stds['shallow']:.3f}, last FMG {stds['last_fmg']:.3f}, "
+          f"output {out.std().item():.3f}")
+    assert out.std() < 1
+    assert stds["shallow"] / 10 < stds["last_fmg"] < 10 * stds["shallow"]
 
 
 def test_paper_config_has_fewer_than_200_conv_layers():

@@ -68,6 +68,14 @@ def test_slurm_profile_dry_run_gives_training_a_gpu():
     (lambda c: c["defaults"]["train"].update(batch="sixteen"), "train.batch: 'sixteen' is not of type 'integer'"),
     (lambda c: c.update(test_sets=["Set5", "Set6"]), "test_sets.1: 'Set6' is not a key of datasets"),
     (lambda c: c["datasets"]["Set5"].update(images="five"), "datasets.Set5.images"),
+    (lambda c: c["experiments"]["BD_x3"].update(scale=2), "experiments.BD_x3: degradation: BD is defined for odd"),
+    (lambda c: c["defaults"]["sampling"].update(intervals=300), "sampling.intervals: 300 is greater than"),
+    (lambda c: c["defaults"]["sampling"].update(quota=[0] * 16), "sampling.quota: weights sum to 0"),
+    (lambda c: c["defaults"]["sampling"].update(range_quantiles=[0.9, 0.1]), "sampling.range_quantiles: must increase"),
+    (lambda c: c["defaults"]["train"].update(lr=float("nan")), "train.lr: must be a finite number"),
+    (lambda c: c["defaults"]["train"].update(lr=float("inf")), "train.lr: must be a finite number"),
+    (lambda c: c["defaults"]["train"].update(lr=-1e-4), "train.lr: -0.0001 is less than or equal to"),
+    (lambda c: c["defaults"]["train"].update(betas=[0.9, 1.0]), "train.betas.1: 1.0 is greater than or equal"),
 ])
 def test_bad_config_names_the_key(tmp_path, edit, message):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -78,6 +86,7 @@ def test_bad_config_names_the_key(tmp_path, edit, message):
     assert message in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_tiny_pipeline_end_to_end(shared_data, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -114,6 +123,7 @@ def test_tiny_pipeline_end_to_end(shared_data, tmp_path):
         pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile reports/tables.tex")
 
 
+@pytest.mark.slow
 def test_demo_config_end_to_end(tmp_path):
     """The README's main job, in a copy of the project: BSR must beat bicubic on the demo test set."""
     project = project_copy(tmp_path / "project")

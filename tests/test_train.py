@@ -68,20 +68,22 @@ def test_logs_params_curves_and_checkpoint_to_mlflow(shared_data, tmp_path):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {FINAL_MODEL, METRICS, "config.yaml"}
 
 
-def test_learns_to_beat_bicubic_on_set5_x2(shared_data, tmp_path):
-    """A demo-size BSR, well under 5 minutes of CPU training on T91, against bicubic on Set5 x2."""
+@pytest.mark.slow
+@pytest.mark.parametrize("n_fmg,channels,iterations,batch", [(2, 24, 150, 16), (16, 16, 300, 8)])
+def test_learns_to_beat_bicubic_on_set5_x2(shared_data, tmp_path, n_fmg, channels, iterations, batch):
+    """A demo-size BSR, and one of the paper's depth (16 FMGs x 5 blocks) but narrow: each about a minute of
+    CPU training on T91 or less, scored against bicubic on Set5 x2."""
     from bsr.evaluate import eval_bicubic
 
-    cfg = tiny_experiment(tmp_path, shared_data, n_images=91, iterations=150, lr=5e-4, log_every=50,
-                          val_every=150, threads=2, lr_step_epochs=100, iters_per_epoch=1000)
-    cfg["model"] = {"n_fmg": 2, "channels": 24, "res_scale": 1.0, "skip_connections": True}
+    cfg = tiny_experiment(tmp_path, shared_data, n_images=91, iterations=iterations, lr=5e-4, log_every=50,
+                          val_every=iterations, threads=2, lr_step_epochs=100, iters_per_epoch=1000, batch=batch)
+    cfg["model"] = {"n_fmg": n_fmg, "channels": channels, "res_scale": 1.0, "skip_connections": True}
     cfg["sampling"]["patch"] = 32
-    cfg["train"]["batch"] = 16
     cfg["data"]["val_hr"] = str(shared_data / "Set5" / "HR")
     summary = train(cfg, tmp_path / "run")
     bicubic = eval_bicubic(shared_data / "Set5" / "HR", 2, "BI", tmp_path / "bicubic.json")["psnr"]
-    print(f"Set5 x2 Y-PSNR: BSR (150 iterations, {summary['seconds_this_session']:.0f} s) "
-          f"{summary['val_psnr']:.2f} dB, bicubic {bicubic:.2f} dB")
+    print(f"Set5 x2 Y-PSNR: BSR {n_fmg} FMGs x {channels} ch ({iterations} iterations, "
+          f"{summary['seconds_this_session']:.0f} s) {summary['val_psnr']:.2f} dB, bicubic {bicubic:.2f} dB")
     assert summary["val_psnr"] > bicubic + 0.3
 
 
@@ -96,3 +98,91 @@ def test_auto_resume_continues_a_matching_checkpoint_and_replaces_a_stale_one(sh
     train(changed, tmp_path / "run", resume="auto")
     assert "differs in loss.l1); training afresh" in capsys.readouterr().err
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["step"] == 3
+
+
+@pytest.mark.slow
+def test_bf16_channels_last_and_compile_forced_on_cpu_train_resume_and_evaluate(shared_data, tmp_path):
+    """The CUDA configuration's code paths (bf16 autocast, channels_last, torch.compile, fused Adam), run on
+    the CPU: train, checkpoint, resume in a new compile, evaluate."""
+    from torch._dynamo.utils import counters
+
+    from bsr.evaluate import evaluate_run
+
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=4, ckpt_every=2, amp=True, channels_last=True,
+                          compile=True)
+    counters.clear()
+    train({**cfg, "train": {**cfg["train"], "iterations": 2}}, tmp_path / "run")
+    summary = train(cfg, tmp_path / "run", resume="yes")
+    assert summary["iterations"] == 4 and counters["stats"]["unique_graphs"] >= 1
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+    scores = evaluate_run(tmp_path / "run", shared_data / "Set5" / "HR", None, "Set5", tmp_path / "eval.json")
+    assert 10 < scores["psnr"] < 60
+
+
+def test_amp_and_channels_last_switches_reach_the_step(shared_data, tmp_path):
+    from bsr.train import build, make_train_step, switch
+
+    cfg = tiny_experiment(tmp_path, shared_data, amp=True, channels_last=True)
+    cpu = torch.device("cpu")
+    assert switch("auto", cpu) is False and switch(True, cpu) and switch("auto", torch.device("cuda"))
+    sampler, model, optimizer, scheduler = build(cfg, cpu)
+    assert model.shallow.weight.is_contiguous(memory_format=torch.channels_last)
+    dtypes = []
+    model.shallow.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    step = make_train_step(model, optimizer, scheduler, cfg, cpu)
+    assert torch.isfinite(step(*sampler.next_batch()))
+    assert dtypes == [torch.bfloat16]
+
+
+def test_checkpoint_states_are_read_onto_the_cpu_whatever_the_device(shared_data, tmp_path, monkeypatch):
+    """On CUDA, a checkpoint read straight onto the GPU hands torch.set_rng_state a CUDA tensor, which it
+    refuses. Here the 'meta' device stands in for any device that is not the CPU."""
+    import bsr.train as engine
+
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    train(cfg, tmp_path / "run")
+    handed = []
+    monkeypatch.setattr(engine, "set_rng_states", lambda states, device: handed.append(states))
+    state = engine.resume_state(cfg, tmp_path / "run" / CHECKPOINT, "yes")
+    sampler, model, optimizer, scheduler = engine.build(cfg, torch.device("cpu"))
+    assert engine.restore(state, torch.device("meta"), model, optimizer, scheduler, sampler)[0] == 3
+    rng = handed[0]["torch"]
+    assert rng.device.type == "cpu" and rng.dtype == torch.uint8
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("target", [CHECKPOINT, FINAL_MODEL])
+def test_a_crafted_pickle_runs_no_code(shared_data, tmp_path, target):
+    from bsr.evaluate import load_trained_model
+
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    train(cfg, tmp_path / "run")
+    marker = tmp_path / "pwned"
+    torch.save({"config": {}, "model": _Exploit(marker)}, tmp_path / "run" / target)
+    with pytest.raises(BsrError, match=f"{target}: not a readable"):
+        if target == CHECKPOINT:
+            train(cfg, tmp_path / "run", resume="yes")
+        else:
+            load_trained_model(tmp_path / "run", torch.device("cpu"))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, "truncated"])
+def test_an_unreadable_checkpoint_is_named_and_kept_aside_by_auto_resume(shared_data, tmp_path, capsys, content):
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    train(cfg, tmp_path / "run")
+    ckpt = tmp_path / "run" / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:2000] if content == "truncated" else content)
+    with pytest.raises(BsrError, match=f"{CHECKPOINT}: not a readable checkpoint"):
+        train(cfg, tmp_path / "run", resume="yes")
+    assert train(cfg, tmp_path / "run", resume="auto")["iterations"] == 3
+    assert "training afresh" in capsys.readouterr().err
+    assert (tmp_path / "run" / (CHECKPOINT + ".corrupt")).is_file()
