@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     except BsrError as err:
         print(f"bsr: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during training
+        print(f"bsr: stopped by {err or 'Ctrl-C'}; outputs written so far are complete, checkpoints resume",
+              file=sys.stderr)
+        return 130
     return 0
 
 

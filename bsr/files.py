@@ -31,6 +31,26 @@ def atomic_path(path: str | os.PathLike):
 
 
 @contextlib.contextmanager
+def exclusive_lock(path: Path, holder: str):
+    """Hold `path` locked for this process, or fail at once naming the process that holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise BsrError(f"{path.parent} is in use by {handle.read().strip() or 'another process'} "
+                           f"(lock {path})") from None
+        handle.truncate(0)
+        handle.write(holder + "\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def file_lock(path: Path):
     """An exclusive lock between processes (parallel jobs share the lock file and the download cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +71,8 @@ def read_torch_file(path: str | os.PathLike, kind: str, keys: tuple[str, ...]) -
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or garbage bytes, or a pickle that is more than weights
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = "an empty file" if path.is_file() and path.stat().st_size == 0 else reason
         raise BsrError(f"{path}: not a readable {kind} ({reason[:200]})") from None
     missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
     if missing:

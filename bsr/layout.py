@@ -10,6 +10,7 @@ RUN_SUMMARY = "train.json"
 RUN_METRICS = "metrics.csv"
 RUN_CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "config.yaml"
+RUN_LOCK = ".lock"
 
 
 def hr_dir(data_dir, dataset: str) -> str:

@@ -11,8 +11,14 @@ from bsr.files import file_lock
 
 
 def resolve_uri(configured: str | None, default: str | None = None) -> str | None:
-    """The config's URI, else $MLFLOW_TRACKING_URI, else `default` (the pipeline's project sqlite store)."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default
+    """The config's URI, else $MLFLOW_TRACKING_URI, else `default` (the pipeline's project sqlite store),
+    made absolute: `train.json` records it, and `bsr evaluate` may run from another folder."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default
+    if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    if uri and "://" not in uri and not uri.startswith("databricks"):
+        return Path(uri).resolve().as_uri()  # a folder: MLflow's file store
+    return uri
 
 
 def artifact_root(uri: str) -> str | None:

@@ -10,8 +10,11 @@ checkpoint, so a checkpoint on disk never holds weights that saw a non-finite lo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,7 +27,7 @@ from tqdm import tqdm
 from bsr import BsrError, layout
 from bsr.config import check_experiment, flatten
 from bsr.evaluate import model_upscaler, score_set
-from bsr.files import atomic_path, read_torch_file, write_text
+from bsr.files import atomic_path, exclusive_lock, read_torch_file, write_text
 from bsr.losses import check_loss_config, hybrid_loss
 from bsr.model import build_model
 from bsr.sampling import PatchSampler, TrainingSet, load_training_set
@@ -125,20 +128,14 @@ def trajectory_config(cfg: dict) -> dict:
     return kept
 
 
-def save_checkpoint(path: Path, cfg, step, model, optimizer, scheduler, sampler, device, run_id) -> None:
-    state = {"config": trajectory_config(cfg), "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "sampler": sampler.state(), "rng": rng_states(device),
-             "mlflow_run_id": run_id}
+def save_checkpoint(path: Path, cfg, step, model, optimizer, scheduler, sampler, device, run_id,
+                    metric_log: list[dict]) -> None:
+    """Every state, plus the metric history up to `step`: the pipeline deletes metrics.csv before a rerun."""
+    state = {"config": trajectory_config(cfg), "step": step, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "sampler": sampler.state(),
+             "rng": rng_states(device), "mlflow_run_id": run_id, "metric_log": metric_log}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def read_metric_log(path: Path, upto_step: int) -> list[str]:
-    """Rows of an earlier run's metric log up to the checkpoint being resumed (later rows are redone)."""
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()[1:]
-    return [line for line in lines if int(line.split(",")[0]) <= upto_step]
 
 
 def validate_psnr(model, cfg: dict, device) -> float | None:
@@ -152,7 +149,8 @@ def validate_psnr(model, cfg: dict, device) -> float | None:
     return float(scores["psnr"].mean())
 
 
-CHECKPOINT_KEYS = ("config", "step", "model", "optimizer", "scheduler", "sampler", "rng", "mlflow_run_id")
+CHECKPOINT_KEYS = ("config", "step", "model", "optimizer", "scheduler", "sampler", "rng", "mlflow_run_id",
+                   "metric_log")
 
 
 def resume_state(cfg: dict, ckpt_path: Path, resume: str) -> dict | None:
@@ -175,13 +173,17 @@ def resume_state(cfg: dict, ckpt_path: Path, resume: str) -> dict | None:
         print(f"bsr: {err}; kept it as {aside} and training afresh", file=sys.stderr)
         return None
     saved, wanted = flatten(state["config"]), flatten(trajectory_config(cfg))
-    if saved == wanted:
-        return state
     changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    iterations = cfg["train"]["iterations"]
+    if changed:
+        reason = f"{ckpt_path} was trained with another config (differs in {', '.join(changed)})"
+    elif state["step"] > iterations:
+        reason = f"{ckpt_path} is at iteration {state['step']}, past train.iterations = {iterations}"
+    else:
+        return state
     if resume == "yes":
-        raise BsrError(f"{ckpt_path} was trained with another config (differs in {', '.join(changed)})")
-    print(f"bsr: {ckpt_path} is from another config (differs in {', '.join(changed)}); training afresh",
-          file=sys.stderr)
+        raise BsrError(f"{reason}: move it away to train afresh")
+    print(f"bsr: {reason}; training afresh (it is replaced)", file=sys.stderr)
     return None
 
 
@@ -204,15 +206,15 @@ def lr_scheduler(optimizer, t: dict):
     return torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"], t["lr_gamma"])
 
 
-def restore(state: dict, device, model, optimizer, scheduler, sampler) -> tuple[int, str | None]:
+def restore(state: dict, device, model, optimizer, scheduler, sampler) -> tuple[int, str | None, list[dict]]:
     """Load every state of a checkpoint (read onto the CPU; each state moves to where it lives); return its
-    iteration and MLflow run id."""
+    iteration, MLflow run id and metric history."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state(state["sampler"])
     set_rng_states(state["rng"], device)
-    return state["step"], state["mlflow_run_id"]
+    return state["step"], state["mlflow_run_id"], state["metric_log"]
 
 
 def open_tracker(cfg: dict, run_id: str | None) -> Tracker:
@@ -227,37 +229,69 @@ def open_tracker(cfg: dict, run_id: str | None) -> Tracker:
     return tracker
 
 
-def write_metric_log(path: Path, rows: list[str]) -> None:
-    write_text(path, ",".join(METRIC_COLUMNS) + "\n" + "".join(r + "\n" for r in rows))
+def write_metric_log(path: Path, rows: list[dict]) -> None:
+    write_text(path, ",".join(METRIC_COLUMNS) + "\n"
+               + "".join(",".join(str(row.get(c, "")) for c in METRIC_COLUMNS) + "\n" for row in rows))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's cancel, Snakemake stopping its jobs), raised where the loop is."""
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    def handler(signum, frame):
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def train(cfg: dict, out_dir, resume: str = "no") -> dict:
+    """Train one experiment into `out_dir`; a held lock keeps a second training out of the folder. The MLflow
+    run ends FINISHED, or FAILED on an error, or KILLED on Ctrl-C or SIGTERM, never RUNNING."""
     out_dir = Path(out_dir)
     check_experiment(cfg, f"experiment {cfg.get('name')!r}")
-    t = cfg["train"]
     check_loss_config(cfg["loss"])
-    ckpt_path = out_dir / CHECKPOINT
-    state = resume_state(cfg, ckpt_path, resume)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if t.get("threads"):
-        torch.set_num_threads(t["threads"])
-    device = pick_device(t["device"])
-    sampler, model, optimizer, scheduler = build(cfg, device)
-    step, run_id = restore(state, device, model, optimizer, scheduler, sampler) if state else (0, None)
-    del state
-    tracker = open_tracker(cfg, run_id)
+    holder = f"bsr train {cfg['name']} (pid {os.getpid()} on {socket.gethostname()}, since {time.ctime()})"
+    with exclusive_lock(out_dir / layout.RUN_LOCK, holder):
+        state = resume_state(cfg, out_dir / CHECKPOINT, resume)
+        if cfg["train"].get("threads"):
+            torch.set_num_threads(cfg["train"]["threads"])
+        device = pick_device(cfg["train"]["device"])
+        sampler, model, optimizer, scheduler = build(cfg, device)
+        step, run_id, log_rows = restore(state, device, model, optimizer, scheduler, sampler) if state else (0, None, [])
+        del state
+        tracker = open_tracker(cfg, run_id)
+        try:
+            with sigterm_raises():
+                started = time.perf_counter()
+                train_loop(cfg, out_dir, device, step, log_rows, sampler, model, optimizer, scheduler, tracker)
+                summary = write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker,
+                                        seconds=time.perf_counter() - started)
+        except BaseException as err:
+            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+        tracker.finish()
+        return summary
+
+
+def train_loop(cfg, out_dir, device, step, log_rows, sampler, model, optimizer, scheduler, tracker) -> None:
+    """Iterate from `step` to `train.iterations`, logging, validating and checkpointing; appends to `log_rows`.
+    A checkpoint at the last iteration makes a later resume write the outputs without training."""
+    t, ckpt_path = cfg["train"], out_dir / CHECKPOINT
     train_step = make_train_step(model, optimizer, scheduler, cfg, device)
-    log_rows = read_metric_log(out_dir / METRICS, step)
     # Summed on the device, read at log steps only: no host sync per iteration.
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     loss_sum = torch.zeros((), device=device)
     window_steps = window_samples = 0
-    window_start = started = time.perf_counter()
-    val_psnr = None
+    window_start = time.perf_counter()
 
     def check_finite():
         if nonfinite.item():
-            tracker.finish("FAILED")
             raise BsrError(f"non-finite loss before iteration {step}: training stopped; "
                            f"the last good checkpoint is {ckpt_path if ckpt_path.is_file() else 'none yet'}")
 
@@ -282,7 +316,7 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
                     val_psnr = validate_psnr(model, cfg, device)
                     if val_psnr is not None:
                         metrics["val_psnr"] = val_psnr
-                log_rows.append(",".join(str({"step": step, **metrics}.get(c, "")) for c in METRIC_COLUMNS))
+                log_rows.append({"step": step, **metrics})
                 tracker.log_metrics({**metrics, "fallback_patches": sampler.fallback_patches}, step)
                 bar.set_postfix(loss=f"{metrics['loss']:.4g}", samples_s=f"{metrics['samples_per_s']:.0f}")
                 loss_sum.zero_()
@@ -290,22 +324,29 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
                 window_start = time.perf_counter()
             if step % t["ckpt_every"] == 0 or last:
                 check_finite()
-                save_checkpoint(ckpt_path, cfg, step, model, optimizer, scheduler, sampler, device, tracker.run_id)
+                save_checkpoint(ckpt_path, cfg, step, model, optimizer, scheduler, sampler, device,
+                                tracker.run_id, log_rows)
                 write_metric_log(out_dir / METRICS, log_rows)
 
+
+def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, seconds: float) -> dict:
+    """The final model, metric log, summary and config, all from the trained state (which may be a finished
+    checkpoint: the pipeline deletes a job's outputs before it reruns it)."""
+    t = cfg["train"]
+    write_metric_log(out_dir / METRICS, log_rows)
     with atomic_path(out_dir / FINAL_MODEL) as tmp:
         torch.save({"model": model.state_dict(), "model_config": cfg["model"], "scale": cfg["scale"],
                     "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
-    summary = {"name": cfg["name"], "iterations": step, "seconds_this_session": time.perf_counter() - started,
-               "val_psnr": val_psnr, "fallback_patches": sampler.fallback_patches,
-               "excluded_images": sampler.excluded, "device": str(device),
+    validated = [row["val_psnr"] for row in log_rows if "val_psnr" in row]
+    summary = {"name": cfg["name"], "iterations": t["iterations"], "seconds_this_session": seconds,
+               "val_psnr": validated[-1] if validated else None,
+               "fallback_patches": sampler.fallback_patches, "excluded_images": sampler.excluded,
+               "device": str(device),
                "engine": {key: switch(t[key], device) for key in ("amp", "channels_last", "compile")},
-               "mlflow_run_id": tracker.run_id,
-               "tracking_uri": tracker.uri, "tracking_experiment": tracker.experiment}
+               "mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
+               "tracking_experiment": tracker.experiment}
     write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_text(out_dir / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
-    tracker.log_artifact(out_dir / CONFIG)
-    tracker.log_artifact(out_dir / FINAL_MODEL)
-    tracker.log_artifact(out_dir / METRICS)
-    tracker.finish()
+    for name in (CONFIG, FINAL_MODEL, METRICS):
+        tracker.log_artifact(out_dir / name)
     return summary

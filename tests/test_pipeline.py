@@ -143,3 +143,57 @@ def test_demo_config_end_to_end(tmp_path):
             assert value in tables_md and value in tables_tex
     assert "**BSR (ours)** | ×2 |" in tables_md and r"\textbf{BSR (ours)} & $\times$3" in tables_tex
     assert "Nothing to be done" in snakemake(project, "-n", "all", "--configfile", "config/demo.yaml").stdout
+
+
+@pytest.mark.slow
+def test_reruns_after_a_config_change_and_a_kill_finish_with_every_output_and_the_whole_history(shared_data, tmp_path):
+    """Snakemake deletes a job's outputs before it reruns it: a finished training must rewrite them from its
+    checkpoint, a killed one must resume, and neither may lose metric history or leave an MLflow run RUNNING."""
+    import os
+    import signal
+
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    project = project_copy(tmp_path / "project")
+    cfg = tiny_pipeline_config(shared_data)
+    cfg["experiments"] = {"BI_x2": cfg["experiments"]["BI_x2"]}
+    config_file = project / "tiny.yaml"
+
+    def run(**train):
+        cfg["defaults"]["train"].update(train)
+        config_file.write_text(yaml.safe_dump(cfg))
+        return ["all", "--cores", "2", "--configfile", "tiny.yaml", "--rerun-incomplete"]
+
+    snakemake(project, *run())
+    snakemake(project, *run(log_every=3))  # reruns training from its finished checkpoint
+    run_dir = project / "data" / "runs" / "BI_x2"
+    job = subprocess.Popen([sys.executable, "-m", "snakemake", *run(iterations=3000, val_every=1000)], cwd=project,
+                           env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+
+    def checkpoint_step():
+        try:
+            return torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+        except Exception:
+            return 0
+
+    deadline = time.time() + 300
+    while checkpoint_step() < 60 and job.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGTERM)  # what a scheduler's cancel does to the job's process group
+    job.wait(timeout=120)
+    assert 60 <= checkpoint_step() < 3000
+    snakemake(project, *run())
+
+    steps = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps[:4] == [4, 8, 12, 15] and steps[-1] == 3000
+    assert all(0 < b - a <= 3 for a, b in zip(steps[3:], steps[4:]))
+    for path in ("data/runs/BI_x2/model.pt", "data/runs/BI_x2/train.json", "data/eval/BI_x2/Set5.json",
+                 "reports/tables.md", "reports/tables.tex"):
+        assert (project / path).is_file(), path
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bsr-tiny").experiment_id])
+    assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    trained = json.loads((run_dir / "train.json").read_text())
+    assert client.get_run(trained["mlflow_run_id"]).info.status == "FINISHED" and trained["iterations"] == 3000

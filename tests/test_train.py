@@ -186,3 +186,130 @@ def test_an_unreadable_checkpoint_is_named_and_kept_aside_by_auto_resume(shared_
     assert train(cfg, tmp_path / "run", resume="auto")["iterations"] == 3
     assert "training afresh" in capsys.readouterr().err
     assert (tmp_path / "run" / (CHECKPOINT + ".corrupt")).is_file()
+
+
+def mlflow_status(uri: str, run_id: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri).get_run(run_id).info.status
+
+
+def metric_steps(run_dir) -> list[int]:
+    return [int(line.split(",")[0]) for line in (run_dir / METRICS).read_text().splitlines()[1:]]
+
+
+def test_a_finished_run_whose_outputs_were_deleted_rewrites_them_from_its_checkpoint(shared_data, tmp_path):
+    """Snakemake and DVC delete a job's outputs before rerunning it (after a log_every change, -R train, or a
+    kill after the final checkpoint); resuming the finished checkpoint must write them all again."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny_experiment(tmp_path, shared_data)
+    cfg["tracking"] = {"uri": uri, "experiment": "tests"}
+    first = train(cfg, tmp_path / "run")
+    before = (tmp_path / "run" / METRICS).read_text()
+    for name in (FINAL_MODEL, METRICS, "train.json"):
+        (tmp_path / "run" / name).unlink()
+    again = train({**cfg, "train": {**cfg["train"], "log_every": 2}}, tmp_path / "run", resume="auto")
+    assert (tmp_path / "run" / METRICS).read_text() == before and metric_steps(tmp_path / "run") == [1, 2, 3, 4, 5, 6]
+    assert torch.equal(weights(tmp_path / "run")["shallow.weight"],
+                       torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["model"]["shallow.weight"])
+    assert again["mlflow_run_id"] == first["mlflow_run_id"] and again["iterations"] == 6
+    assert mlflow_status(uri, again["mlflow_run_id"]) == "FINISHED"
+
+
+def test_fewer_iterations_than_the_checkpoint_train_afresh_or_are_refused(shared_data, tmp_path, capsys):
+    cfg = tiny_experiment(tmp_path, shared_data)
+    train(cfg, tmp_path / "run")
+    shorter = {**cfg, "train": {**cfg["train"], "iterations": 4}}
+    with pytest.raises(BsrError, match="at iteration 6, past train.iterations = 4"):
+        train(shorter, tmp_path / "run", resume="yes")
+    assert train(shorter, tmp_path / "run", resume="auto")["iterations"] == 4
+    assert "past train.iterations = 4; training afresh" in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["step"] == 4
+    assert metric_steps(tmp_path / "run") == [1, 2, 3, 4]
+
+
+def test_resuming_keeps_the_whole_metric_history(shared_data, tmp_path):
+    cfg = tiny_experiment(tmp_path, shared_data)
+    train({**cfg, "train": {**cfg["train"], "iterations": 3}}, tmp_path / "run")  # a kill after checkpoint 3
+    (tmp_path / "run" / METRICS).unlink()
+    train(cfg, tmp_path / "run", resume="auto")
+    assert metric_steps(tmp_path / "run") == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_unreadable_model_is_one_line_naming_the_file(shared_data, tmp_path, capsys):
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    train(cfg, tmp_path / "run")
+    capsys.readouterr()
+    for content in (b"", b"\x00garbage" * 50, (tmp_path / "run" / FINAL_MODEL).read_bytes()[:3000]):
+        (tmp_path / "run" / FINAL_MODEL).write_bytes(content)
+        code = main(["evaluate", "--run", str(tmp_path / "run"), "--hr", str(shared_data / "Set5" / "HR"),
+                     "--dataset", "Set5", "--out", str(tmp_path / "eval.json")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and f"{FINAL_MODEL}: not a readable model" in err[0]
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_a_second_training_on_one_folder_fails_at_once_naming_the_holder(shared_data, tmp_path):
+    from bsr import layout
+    from bsr.files import exclusive_lock
+
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    with exclusive_lock(tmp_path / "run" / layout.RUN_LOCK, "bsr train tiny (pid 4242 on node7)"):
+        with pytest.raises(BsrError, match=r"run is in use by bsr train tiny \(pid 4242 on node7\)"):
+            train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+    train(cfg, tmp_path / "run")  # released
+
+
+def test_a_failed_training_closes_its_mlflow_run_as_failed(shared_data, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=6, val_every=3)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "broken.png").write_text("not a PNG")
+    cfg["data"]["val_hr"] = str(tmp_path / "val")  # validation fails at iteration 3
+    cfg["tracking"] = {"uri": uri, "experiment": "tests"}
+    with pytest.raises(BsrError, match="broken.png"):
+        train(cfg, tmp_path / "run")
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("tests").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_and_closes_the_mlflow_run_as_killed(shared_data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=100_000, ckpt_every=20, log_every=20)
+    cfg["tracking"] = {"uri": uri, "experiment": "tests"}
+    (tmp_path / "exp.yaml").write_text(json.dumps(cfg))
+    job = subprocess.Popen([sys.executable, "-m", "bsr.cli", "train", "--config", str(tmp_path / "exp.yaml"),
+                            "--out", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / CHECKPOINT).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 130 and err.strip().splitlines()[-1].startswith("bsr: stopped by SIGTERM")
+    run_id = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["mlflow_run_id"]
+    assert mlflow_status(uri, run_id) == "KILLED"
+
+
+def test_a_relative_sqlite_uri_is_recorded_absolute(shared_data, tmp_path, monkeypatch):
+    """Evaluation from another folder finds the training's run instead of creating a stray database."""
+    from bsr.evaluate import evaluate_run
+
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    cfg["tracking"] = {"uri": "sqlite:///mlflow.db", "experiment": "tests"}
+    (tmp_path / "project").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    summary = train(cfg, tmp_path / "run")
+    assert summary["tracking_uri"] == f"sqlite:///{tmp_path / 'project' / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    evaluate_run(tmp_path / "run", shared_data / "Set5" / "HR", None, "Set5", tmp_path / "eval.json")
+    assert list((tmp_path / "elsewhere").iterdir()) == []

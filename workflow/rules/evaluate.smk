@@ -3,6 +3,10 @@ def evaluation_inputs(w):
     return {
         "model": layout.run_file(D, w.experiment, layout.RUN_MODEL),
         "summary": layout.run_file(D, w.experiment, layout.RUN_SUMMARY),
+        # Snakemake does not rebuild a missing model for an evaluation that looks up to date: a training
+        # killed after its outputs were deleted would leave the old tables in place. The experiment file,
+        # rewritten whenever the experiment changes, makes the evaluation (and so the training) rerun.
+        "experiment": layout.experiment_config(D, w.experiment),
         "hr": layout.hr_dir(D, w.dataset),
         "lr": layout.lr_dir(D, w.dataset, kind, scale),
     }
