@@ -6,7 +6,7 @@ it). Every rule calls a `bsr` verb or function; the jobs come from bsr.plan, der
 from snakemake.utils import min_version
 
 from bsr import layout, plan
-from bsr.config import check_pipeline
+from bsr.config import check_pipeline, load_yaml
 
 min_version("9.0")
 
@@ -16,6 +16,9 @@ if not workflow.config_settings.configfiles:
 
 
 # The schema is bsr/schemas/config.schema.yaml (workflow/schemas/ links to it); errors name the key.
+# Snakemake's YAML loader applies a shallow `<<` merge silently; bsr's refuses one that drops keys.
+for path in workflow.configfiles:
+    load_yaml(path)
 check_pipeline(config)
 
 D = config["data_dir"]

@@ -12,7 +12,7 @@ def cmd_download(args):
     from bsr.download import download_dataset
 
     spec = {"source": args.source, "subdir": args.subdir, "files": args.files, "images": args.images,
-            "sha256": args.sha256}
+            "sha256": args.sha256, "max_bytes": args.max_bytes}
     n = download_dataset(args.name, spec, args.out, args.lock, args.cache)
     print(f"{args.name}: {n} images in {args.out}")
 
@@ -31,8 +31,9 @@ def cmd_eval_bicubic(args):
 
 
 def cmd_pic(args):
-    from bsr.pic import plot_balance, write_tables
+    from bsr.pic import check_patch, plot_balance, write_tables
 
+    check_patch(args.patch)
     n = write_tables(args.lr, args.out, args.reduce)
     print(f"wrote {n} PIC summed-area tables ({args.reduce}) into {args.out}")
     if args.plot:
@@ -94,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scale", required=True, type=int, choices=range(2, 9), metavar="S", help="integer scale")
         p.add_argument("--kind", required=True, choices=["BI", "BD"], help="BI: bicubic down; BD: blur, subsample")
 
-    p = verb("download", cmd_download, "fetch a dataset (https://, file://, package://) into a folder of HR images")
+    p = verb("download", cmd_download, "fetch a dataset (https://, file://, package://), or check one placed by "
+             "hand (manual://), into a folder of HR images")
     p.add_argument("--name", required=True, help="dataset name (the key in datasets.lock)")
-    p.add_argument("--source", required=True, help="https://, file:// (archive or folder) or package://MODULE/DIR")
+    p.add_argument("--source", required=True,
+                   help="https://, file:// (archive or folder), package://MODULE/DIR or manual://DIR (images you placed)")
+    p.add_argument("--max-bytes", type=int, help="most bytes an archive may expand to (default 20 GiB)")
     p.add_argument("--subdir", default="", help="folder inside the archive or source holding the images")
     p.add_argument("--files", nargs="*", help="take only these files (folder sources)")
     p.add_argument("--images", required=True, type=int, help="expected number of images")

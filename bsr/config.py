@@ -14,7 +14,29 @@ from bsr import BsrError
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `2e-4` (no dot) as a string; researchers write learning rates that way."""
+    """YAML 1.1 reads `2e-4` (no dot) as a string; researchers write learning rates that way.
+
+    YAML's `<<` merge is shallow: `{<<: *arm, train: {lr: 5e-4}}` replaces the whole `train` mapping of the
+    anchor, silently dropping its other keys. Such a merge is refused; experiments extend a named base with
+    `base:`, which is deep-merged."""
+
+    def flatten_mapping(self, node):
+        merged = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    self.flatten_mapping(source)
+                    merged.update({k.value: v for k, v in source.value})
+        for key_node, value_node in node.value:
+            shadowed = merged.get(key_node.value)
+            if key_node.tag != "tag:yaml.org,2002:merge" and isinstance(value_node, yaml.MappingNode) \
+                    and isinstance(shadowed, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key_node.value}' replaces the whole '{key_node.value}' mapping merged in with "
+                    f"'<<' (a YAML merge is shallow, so its other keys would be lost); give the experiment "
+                    f"'base: <name of an entry of bases>' instead, which is deep-merged", key_node.start_mark)
+        super().flatten_mapping(node)
 
 
 _Loader.add_implicit_resolver(
@@ -84,8 +106,26 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def experiment_entry(cfg: dict, name: str, source: str = "config") -> dict:
+    """An experiment as written, deep-merged over the entry of `bases` that its `base` names (the `base` key
+    stays, so that dvc.yaml can track that entry too)."""
+    exp = cfg["experiments"][name]
+    if "base" not in exp:
+        return exp
+    if exp["base"] not in cfg.get("bases", {}):
+        raise BsrError(f"{source}: experiments.{name}.base: {exp['base']!r} is not a key of bases "
+                       f"(have: {', '.join(cfg.get('bases', {})) or 'none'})")
+    return deep_merge(cfg["bases"][exp["base"]], exp)
+
+
+def expand_bases(cfg: dict, source: str) -> None:
+    """Every experiment merged over its base, in place (idempotent), for the code that reads them raw."""
+    for name in cfg["experiments"]:
+        cfg["experiments"][name] = experiment_entry(cfg, name, source)
+
+
 def experiment_test_sets(cfg: dict, name: str) -> list[str]:
-    return cfg["experiments"][name].get("test_sets", cfg["test_sets"])
+    return experiment_entry(cfg, name).get("test_sets", cfg["test_sets"])
 
 
 def resolve_experiment(cfg: dict, name: str) -> dict:
@@ -94,7 +134,7 @@ def resolve_experiment(cfg: dict, name: str) -> dict:
 
     if name not in cfg["experiments"]:
         raise BsrError(f"config: no experiment {name!r} (have: {', '.join(cfg['experiments'])})")
-    exp = cfg["experiments"][name]
+    exp = experiment_entry(cfg, name)
     d, scale, kind = cfg["data_dir"], exp.get("scale"), exp.get("degradation")
     resolved = {"name": name, "scale": scale, "degradation": kind}
     for section in EXPERIMENT_SECTIONS:
@@ -148,6 +188,9 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
     """Validate a pipeline config against its schema, then resolve every experiment (which checks the
     experiment sections key by key) and every dataset reference: all errors before any job starts."""
     validate(cfg, package_schema("config"), source)
+    expand_bases(cfg, source)
+    for name, exp in cfg["experiments"].items():
+        validate(exp, package_schema("config")["$defs"]["complete_experiment"], f"{source}: experiments.{name}")
     references = [("val_set", cfg["val_set"])]
     references += [(f"{key}.{i}", d) for key in ("train_sets", "test_sets") for i, d in enumerate(cfg[key])]
     references += [(f"experiments.{name}.test_sets.{i}", d) for name, exp in cfg["experiments"].items()

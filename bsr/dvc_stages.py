@@ -52,7 +52,9 @@ def dvc_stages(cfg: dict, config_path: str, report_dir: str = "reports") -> dict
         stages[stage_name("train", name)] = {
             "cmd": f"bsr train --config {config_path} --experiment {name} --out {run} --resume auto",
             "deps": [*data["train_lr"], *data["train_pic"], data["val_hr"], data["val_lr"]],
-            "params": [{config_path: [*TRAIN_KEYS, f"experiments.{name}"]}],
+            "params": [{config_path: [*TRAIN_KEYS, f"experiments.{name}",
+                                      *([f"bases.{cfg['experiments'][name]['base']}"]
+                                        if "base" in cfg["experiments"][name] else [])]}],
             "outs": [layout.run_file(d, name, f) for f in (layout.RUN_MODEL, layout.RUN_SUMMARY, layout.RUN_METRICS)],
         }
     for name, dataset in plan.evaluate_jobs(cfg):
@@ -77,7 +79,8 @@ def dvc_stages(cfg: dict, config_path: str, report_dir: str = "reports") -> dict
     stages["report"] = {
         "cmd": f"bsr report --config {config_path} --out {report_dir}",
         "deps": [path for paths in inputs.values() for path in paths],
-        "params": [{config_path: ["name", "val_set", "test_sets", "experiments"]}],
+        "params": [{config_path: ["name", "val_set", "test_sets", "experiments",
+                                  *(["bases"] if cfg.get("bases") else [])]}],
         "outs": [f"{report_dir}/tables.md", f"{report_dir}/tables.tex",
                  *[p for k, p in figures.items() if not k.startswith("pic_")]],
     }

@@ -12,7 +12,7 @@ from bsr import BsrError, layout
 from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
 from bsr.files import atomic_path, read_torch_file, write_text
 from bsr.images import as_rgb, list_images, read_image, write_image
-from bsr.metrics import psnr_ssim
+from bsr.metrics import check_metric_size, psnr_ssim
 from bsr.tracking import Tracker
 
 
@@ -37,8 +37,9 @@ def score_set(hr_dir, scale: int, kind: str, super_resolve: Callable[[np.ndarray
         hr = read_image(path)
         check_size(hr, scale, str(path))
         lr = read_lr(lr_dir, path, hr, scale) if lr_dir else degrade(hr, scale, kind, name=str(path))
-        sr = super_resolve(lr)
         hr = modcrop(hr, scale)
+        check_metric_size(hr.shape, scale, str(path))
+        sr = super_resolve(lr)
         value_psnr, value_ssim = psnr_ssim(sr, hr, scale, space)
         rows.append({"image": path.stem, "psnr": value_psnr, "ssim": value_ssim})
     return pd.DataFrame(rows)
@@ -73,9 +74,14 @@ def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:
     if out_json.suffix != ".json":
         raise BsrError(f"{out_json}: the summary output must be a .json file")
     summary = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean()), "n": len(scores), **meta}
+    try:
+        text = json.dumps(summary, indent=2, allow_nan=False) + "\n"  # bare NaN or Infinity is not JSON
+    except ValueError:
+        raise BsrError(f"{out_json}: not written, a set mean is not finite (PSNR {summary['psnr']}, "
+                       f"SSIM {summary['ssim']}): an SR image equals its HR exactly, or a score failed") from None
     with atomic_path(out_json.with_suffix(".csv")) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.6f")
-    write_text(out_json, json.dumps(summary, indent=2) + "\n")
+    write_text(out_json, text)
     return summary
 
 

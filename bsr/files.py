@@ -11,18 +11,33 @@ from pathlib import Path
 from bsr import BsrError
 
 
+# In every folder that bsr writes: an existing folder is replaced only if it holds this (or nothing).
+OUTPUT_MARKER = ".bsr-output"
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
+def atomic_path(path: str | os.PathLike, inputs=()):
     """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
 
-    Works for files and directories alike, so a reader never sees a half-written output.
+    Works for files and directories alike, so a reader never sees a half-written output. An existing folder
+    at `path` is replaced only if bsr wrote it (it holds OUTPUT_MARKER) or it is empty, and never when it is,
+    or holds, one of `inputs`: a mistyped --out must not delete someone's images.
     """
     path = Path(path)
+    for source in map(Path, inputs):
+        if path.resolve() == source.resolve() or path.resolve() in source.resolve().parents:
+            raise BsrError(f"{path}: refused as an output, it {'is' if path.resolve() == source.resolve() else 'holds'} "
+                           f"the input {source}")
+    if path.is_dir() and not path.is_symlink() and any(path.iterdir()) and not (path / OUTPUT_MARKER).is_file():
+        raise BsrError(f"{path}: exists and was not written by bsr (no {OUTPUT_MARKER} in it); refusing to "
+                       f"replace it: choose another output, or remove it yourself")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
+        if target.is_dir():
+            (target / OUTPUT_MARKER).write_text("written by bsr; bsr may replace this folder\n")
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(target, path)

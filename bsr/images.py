@@ -6,6 +6,9 @@ Rules:
   because no SR benchmark has transparency and compositing it would invent pixel values.
 - Palette images are expanded to RGB, as the common loaders (imageio, EDSR) do.
 - 16-bit, float, 1-bit and CMYK images are refused rather than silently converted.
+- A file is read by its content, and must hold what its name says: JPEG or GIF bytes named `.png` are refused
+  (a lossy or palette-quantised copy is not a benchmark image), and so is a header that claims more pixels
+  than PIL's decompression-bomb limit.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from bsr import BsrError
 from bsr.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".bmp")
+FORMATS = {".png": "PNG", ".bmp": "BMP"}
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -26,10 +30,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            expected = FORMATS.get(path.suffix.lower())
+            if expected and im.format != expected:
+                raise BsrError(f"{path}: holds {im.format} data, not {expected}; convert it losslessly or "
+                               f"name it for what it is")
             im.load()
             return _to_uint8_array(im, path)
     except BsrError:
         raise
+    except Image.DecompressionBombError as err:
+        raise BsrError(f"{path}: refused, its header claims too many pixels ({err})") from None
     except UnidentifiedImageError:
         raise BsrError(f"{path}: not an image file (PNG or BMP expected)") from None
     except FileNotFoundError:

@@ -17,6 +17,11 @@ def hr_dir(data_dir, dataset: str) -> str:
     return str(P(data_dir) / "hr" / dataset)
 
 
+def manual_dir(data_dir, dataset: str) -> str:
+    """Where the user puts a `source: manual` dataset (one whose licence forbids downloading it for them)."""
+    return str(P(data_dir) / "manual" / dataset)
+
+
 def degradation_tag(kind: str, scale: int) -> str:
     return f"{kind}x{scale}"
 

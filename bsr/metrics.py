@@ -13,12 +13,22 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from bsr import BsrError
+
 SPACES = ("y", "rgb")
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+def check_metric_size(shape: tuple[int, ...], shave: int, name: str) -> None:
+    """SSIM's window must fit in what is left after shaving, or SSIM is the mean of nothing (NaN)."""
+    h, w = shape[0] - 2 * shave, shape[1] - 2 * shave
+    if min(h, w) < SSIM_WINDOW:
+        raise BsrError(f"{name}: {shape[1]}x{shape[0]} pixels leave {max(w, 0)}x{max(h, 0)} after shaving {shave} "
+                       f"per border, smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:

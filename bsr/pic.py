@@ -62,6 +62,11 @@ def pic_from_table(table: np.ndarray, y, x, size: int):
 MAX_PIXEL_PIC = 3 * 2 * 4 * 255
 
 
+def check_patch(size: int) -> None:
+    if size < 3:
+        raise BsrError(f"patch size {size}: a PIC patch needs at least 3x3 pixels (Sobel's valid region)")
+
+
 def all_crop_pics(table: np.ndarray, size: int) -> np.ndarray:
     """PIC of every size x size crop of the image behind `table`, as an array of (H-size+1, W-size+1);
     int32 where every possible value fits (half the memory of int64 at DIV2K size)."""
@@ -77,7 +82,7 @@ def write_tables(lr_dir, out_dir, reduce: str = "sum") -> int:
     Tables describe the RGB image that training sees (a gray file as R = G = B).
     """
     files = list_images(lr_dir)
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, inputs=[lr_dir]) as tmp:
         tmp.mkdir()
         for path in files:
             np.save(tmp / f"{path.stem}.npy", summed_area_table(as_rgb(read_image(path)), reduce))

@@ -75,15 +75,22 @@ def report_inputs(cfg: dict) -> dict[str, list[str]]:
 
 
 def download_args(cfg: dict, dataset: str) -> str:
-    """The `bsr download` arguments describing one dataset of the config (shell-quoted)."""
+    """The `bsr download` arguments describing one dataset of the config (shell-quoted). `source: manual` becomes
+    manual://<layout.manual_dir>, the folder where the user puts the files."""
     import shlex
+    from urllib.parse import quote
 
     spec = cfg["datasets"][dataset]
-    args = ["--name", dataset, "--source", spec["source"], "--images", str(spec["images"])]
+    source = spec["source"]
+    if source == "manual":
+        source = "manual://" + quote(layout.manual_dir(cfg["data_dir"], dataset))
+    args = ["--name", dataset, "--source", source, "--images", str(spec["images"])]
     if spec.get("subdir"):
         args += ["--subdir", spec["subdir"]]
     if spec.get("files"):
         args += ["--files", *spec["files"]]
     if spec.get("sha256"):
         args += ["--sha256", spec["sha256"]]
+    if spec.get("max_bytes"):
+        args += ["--max-bytes", str(spec["max_bytes"])]
     return shlex.join(args)

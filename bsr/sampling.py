@@ -28,7 +28,7 @@ import numpy as np
 
 from bsr import BsrError
 from bsr.images import as_rgb, list_images, read_image
-from bsr.pic import all_crop_pics, load_table, summed_area_table
+from bsr.pic import all_crop_pics, check_patch, load_table, summed_area_table
 
 EDGE_SAMPLE_SIZE = 200_000
 
@@ -52,6 +52,7 @@ class TrainingSet:
 
 def image_crop_pics(lr: np.ndarray, patch: int, reduce: str = "sum", table: np.ndarray | None = None):
     """The PIC of every patch x patch crop of `lr` (from its saved summed-area table when given)."""
+    check_patch(patch)
     if min(lr.shape[:2]) < patch:
         return None
     return all_crop_pics(summed_area_table(lr, reduce) if table is None else table, patch)

@@ -1,5 +1,7 @@
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -62,11 +64,31 @@ def tiny_png(path):
     Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(path)
 
 
+def bomb_png(path):
+    """A valid 8x8 PNG whose header claims 100000 x 100000 pixels (CRC fixed, so only the size is wrong)."""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def jpeg_as_png(path):
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(path, format="JPEG")
+
+
+def gif_as_png(path):
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(path, format="GIF")
+
+
 @pytest.mark.parametrize("make_bad,message", [
     (truncated_png, "truncated"),
     (png_16bit, "not 8-bit"),
     (text_as_png, "not an image"),
     (tiny_png, "smaller than scale 4"),
+    (bomb_png, "header claims too many pixels"),
+    (jpeg_as_png, "holds JPEG data, not PNG"),
+    (gif_as_png, "holds GIF data, not PNG"),
 ])
 @pytest.mark.parametrize("verb", ["degrade", "eval-bicubic"])
 def test_bad_image_fails_cleanly(tmp_path, capsys, make_bad, message, verb):
@@ -92,6 +114,42 @@ def test_empty_directory_fails_cleanly(tmp_path):
 def test_degrade_cli_writes_same_names(tmp_path):
     hr = _hr_dir(tmp_path, size=(25, 31))
     assert main(["degrade", "--hr", str(hr), "--out", str(tmp_path / "lr"), "--scale", "3", "--kind", "BD"]) == 0
-    lr = sorted((tmp_path / "lr").iterdir())
+    lr = sorted((tmp_path / "lr").glob("*.png"))
     assert [p.name for p in lr] == ["img0.png", "img1.png", "img2.png"]
     assert read_image(lr[0]).shape == (8, 10, 3)
+
+
+def test_an_image_too_small_for_ssim_is_refused_not_scored_nan(tmp_path, capsys):
+    hr = _hr_dir(tmp_path, size=(16, 16))  # x4: 8 x 8 pixels are left after shaving, SSIM's window is 11 x 11
+    assert main(["eval-bicubic", "--hr", str(hr), "--out", str(tmp_path / "b.json"), "--scale", "4", "--kind", "BI"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "img0.png: 16x16 pixels leave 8x8 after shaving 4" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr"]
+
+
+def test_pic_refuses_a_patch_without_pixels(tmp_path, capsys):
+    hr = _hr_dir(tmp_path)
+    assert main(["pic", "--lr", str(hr), "--out", str(tmp_path / "pic"), "--patch", "0", "--plot",
+                 str(tmp_path / "p.png")]) == 1
+    assert capsys.readouterr().err.strip() == ("bsr: error: patch size 0: a PIC patch needs at least 3x3 pixels "
+                                               "(Sobel's valid region)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr"]
+
+
+@pytest.mark.parametrize("verb", ["degrade", "pic"])
+def test_an_output_folder_never_replaces_its_input_or_a_folder_bsr_did_not_write(tmp_path, capsys, verb):
+    hr = _hr_dir(tmp_path)
+    (tmp_path / "notes.txt").write_text("unrelated")
+    flag = "--hr" if verb == "degrade" else "--lr"
+    extra = ["--scale", "2", "--kind", "BI"] if verb == "degrade" else []
+    for out, message in ((hr, "is the input"), (tmp_path, "holds the input")):
+        assert main([verb, flag, str(hr), "--out", str(out), *extra]) == 1
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in hr.iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert (tmp_path / "notes.txt").read_text() == "unrelated"
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "thesis.tex").write_text("keep me")
+    assert main([verb, flag, str(hr), "--out", str(tmp_path / "theirs"), *extra]) == 1
+    assert "was not written by bsr" in capsys.readouterr().err and (tmp_path / "theirs" / "thesis.tex").is_file()
+    for _ in range(2):  # a folder bsr wrote is replaced on a rerun
+        assert main([verb, flag, str(hr), "--out", str(tmp_path / "ours"), *extra]) == 0

@@ -76,6 +76,7 @@ def test_slurm_profile_dry_run_gives_training_a_gpu():
     (lambda c: c["defaults"]["train"].update(lr=float("inf")), "train.lr: must be a finite number"),
     (lambda c: c["defaults"]["train"].update(lr=-1e-4), "train.lr: -0.0001 is less than or equal to"),
     (lambda c: c["defaults"]["train"].update(betas=[0.9, 1.0]), "train.betas.1: 1.0 is greater than or equal"),
+    (lambda c: c["experiments"]["ablation_l2"].update(base="nope"), "experiments.ablation_l2.base: 'nope' is not"),
 ])
 def test_bad_config_names_the_key(tmp_path, edit, message):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -84,6 +85,15 @@ def test_bad_config_names_the_key(tmp_path, edit, message):
     result = snakemake(REPO, "-n", "all", "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+def test_snakemake_refuses_a_shallow_merge_that_drops_keys(tmp_path):
+    text = (REPO / "config" / "config.yaml").read_text()
+    text = text.replace("bases:\n  ablation:", "bases:\n  ablation: &ablation")
+    text = text.replace("ablation_l2: {base: ablation,", "ablation_l2: {<<: *ablation, train: {lr: 1.0e-4},")
+    (tmp_path / "shallow.yaml").write_text(text)
+    result = snakemake(REPO, "-n", "all", "--configfile", str(tmp_path / "shallow.yaml"), check=False)
+    assert result.returncode != 0 and "'train' replaces the whole 'train' mapping" in result.stdout + result.stderr
 
 
 @pytest.mark.slow

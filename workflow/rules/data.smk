@@ -1,3 +1,13 @@
+import sys
+
+from bsr.download import manual_problems
+
+# A manual dataset's download job fetches nothing, it only checks the files the user placed (its log says so):
+# say now, before any job runs, what that check will find missing.
+for problem in manual_problems(config):
+    print(f"WARNING: {problem}", file=sys.stderr)
+
+
 rule download:
     output:
         directory(layout.hr_dir(D, "{dataset}")),
