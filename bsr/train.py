@@ -338,15 +338,16 @@ def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, secon
         torch.save({"model": model.state_dict(), "model_config": cfg["model"], "scale": cfg["scale"],
                     "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
     validated = [row["val_psnr"] for row in log_rows if "val_psnr" in row]
-    summary = {"name": cfg["name"], "iterations": t["iterations"], "seconds_this_session": seconds,
-               "val_psnr": validated[-1] if validated else None,
+    summary = {"name": cfg["name"], "iterations": t["iterations"], "val_psnr": validated[-1] if validated else None,
                "fallback_patches": sampler.fallback_patches, "excluded_images": sampler.excluded,
                "device": str(device),
                "engine": {key: switch(t[key], device) for key in ("amp", "channels_last", "compile")},
                "mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
                "tracking_experiment": tracker.experiment}
+    # Nothing of this session goes into the file: rewriting a finished run gives the same bytes, so DVC and
+    # Snakemake do not rerun the evaluations downstream.
     write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_text(out_dir / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
     for name in (CONFIG, FINAL_MODEL, METRICS):
         tracker.log_artifact(out_dir / name)
-    return summary
+    return {**summary, "seconds_this_session": seconds}
