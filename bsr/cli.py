@@ -31,7 +31,8 @@ def cmd_eval_bicubic(args):
 
 
 def cmd_pic(args):
-    from bsr.pic import check_patch, plot_balance, write_tables
+    from bsr.pic import check_patch, write_tables
+    from bsr.sampling import plot_balance
 
     check_patch(args.patch)
     n = write_tables(args.lr, args.out, args.reduce)

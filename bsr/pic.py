@@ -106,30 +106,3 @@ def load_table(table_dir, stem: str, reduce: str, lr_shape: tuple[int, ...]) -> 
     if table.shape != (lr_shape[0] - 1, lr_shape[1] - 1):
         raise BsrError(f"{path}: table shape {table.shape} does not fit LR image {stem} of shape {lr_shape[:2]}")
     return table
-
-
-def plot_balance(lr_dir, table_dir, reduce: str, out_png, patch: int = 48, batch: int = 16, batches: int = 500,
-                 seed: int = 0) -> None:
-    """The paper's 'unbalance' figure: the PIC intervals of uniform random crops next to RFS batches."""
-    from bsr.figures import plt, save_figure
-    from bsr.sampling import PatchSampler, TrainingSet, image_crop_pics
-
-    files = list_images(lr_dir)
-    lr = [as_rgb(read_image(p)) for p in files]
-    crop_pics = [image_crop_pics(img, patch, reduce, load_table(table_dir, p.stem, reduce, img.shape))
-                 for p, img in zip(files, lr)]
-    data = TrainingSet(lr, None, crop_pics, patch, 1, [str(p) for p in files])
-    counts = {}
-    for label, rfs in (("uniform random crops", False), ("RFS batches", True)):
-        sampler = PatchSampler(data, batch, seed, rfs=rfs)
-        intervals = np.concatenate([sampler.choose_crops()[3] for _ in range(batches)])
-        counts[label] = np.bincount(intervals, minlength=len(sampler.quota)) / len(intervals)
-    k = np.arange(len(sampler.quota))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for offset, (label, share) in zip((-0.2, 0.2), counts.items()):
-        ax.bar(k + offset, share, width=0.4, label=label)
-    ax.set_xlabel(f"PIC interval (K = {len(k)}, {patch}x{patch} LR patches, reduce = {reduce})")
-    ax.set_ylabel("share of patches")
-    ax.set_xticks(k)
-    ax.legend()
-    save_figure(fig, out_png, dpi=120)
