@@ -165,6 +165,9 @@ def test_reruns_after_a_config_change_and_a_kill_finish_with_every_output_and_th
     import torch
     from mlflow.tracking import MlflowClient
 
+    from bsr import BsrError, layout
+    from bsr.files import exclusive_lock
+
     project = project_copy(tmp_path / "project")
     cfg = tiny_pipeline_config(shared_data)
     cfg["experiments"] = {"BI_x2": cfg["experiments"]["BI_x2"]}
@@ -193,6 +196,12 @@ def test_reruns_after_a_config_change_and_a_kill_finish_with_every_output_and_th
         time.sleep(0.2)
     os.killpg(job.pid, signal.SIGTERM)  # what a scheduler's cancel does to the job's process group
     job.wait(timeout=120)
+    while time.time() < deadline:  # the training closes its MLflow run before it exits, and holds its lock
+        try:
+            with exclusive_lock(run_dir / layout.RUN_LOCK, "test"):
+                break
+        except BsrError:
+            time.sleep(0.2)
     assert 60 <= checkpoint_step() < 3000
     snakemake(project, *run())
 
