@@ -34,7 +34,11 @@ def main():
     parser.add_argument("--cpu", action="store_true")
     args = parser.parse_args()
     start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bsr_gpu_smoke_"))
+    with tempfile.TemporaryDirectory(prefix="bsr_gpu_smoke_") as work:
+        smoke(Path(work), args.cpu, start)
+
+
+def smoke(work: Path, cpu: bool, start: float) -> None:
     hr = work / "hr"
     hr.mkdir()
     for path in list_images(dataset("T91"))[:20]:
@@ -45,7 +49,7 @@ def main():
                    "val_hr": str(dataset("Set5")), "val_lr": None}
     cfg["tracking"] = {"uri": None, "default_uri": None, "experiment": None}
     cfg["train"].update(iterations=10, log_every=5, ckpt_every=10, val_every=1000, device="cuda")
-    if args.cpu:
+    if cpu:
         cfg["model"]["n_fmg"] = 1
         cfg["train"].update(device="cpu", amp=True, channels_last=True, compile=True)
     for iterations, resume in ((10, "no"), (20, "yes")):

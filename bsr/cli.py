@@ -32,9 +32,11 @@ def cmd_eval_bicubic(args):
 
 def cmd_pic(args):
     from bsr.pic import check_patch, write_tables
-    from bsr.sampling import plot_balance
+    from bsr.sampling import check_plot_patch, plot_balance
 
     check_patch(args.patch)
+    if args.plot:
+        check_plot_patch(args.lr, args.patch)
     n = write_tables(args.lr, args.out, args.reduce)
     print(f"wrote {n} PIC summed-area tables ({args.reduce}) into {args.out}")
     if args.plot:
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during training
         print(f"bsr: stopped by {err or 'Ctrl-C'}; outputs written so far are complete, checkpoints resume",
               file=sys.stderr)
-        return 130
+        return getattr(err, "exit_code", 130)
     return 0
 
 

@@ -30,13 +30,20 @@ class _Loader(yaml.SafeLoader):
                     merged.update({k.value: v for k, v in source.value})
         for key_node, value_node in node.value:
             shadowed = merged.get(key_node.value)
-            if key_node.tag != "tag:yaml.org,2002:merge" and isinstance(value_node, yaml.MappingNode) \
-                    and isinstance(shadowed, yaml.MappingNode):
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"'{key_node.value}' replaces the whole '{key_node.value}' mapping merged in with "
-                    f"'<<' (a YAML merge is shallow, so its other keys would be lost); give the experiment "
-                    f"'base: <name of an entry of bases>' instead, which is deep-merged", key_node.start_mark)
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(value_node, yaml.MappingNode) \
+                    or not isinstance(shadowed, yaml.MappingNode):
+                continue
+            lost = sorted({k.value for k, _ in shadowed.value} - {k.value for k, _ in value_node.value})
+            if lost:
+                raise ShallowMerge(f"line {key_node.start_mark.line + 1}: '{key_node.value}' replaces the whole "
+                                   f"'{key_node.value}' mapping merged in with '<<' (a YAML merge is shallow), so "
+                                   f"{', '.join(key_node.value + '.' + k for k in lost)} would be lost; give the "
+                                   f"experiment 'base: <an entry of bases>' instead, which is deep-merged")
         super().flatten_mapping(node)
+
+
+class ShallowMerge(yaml.YAMLError):
+    """Valid YAML whose `<<` merge would silently drop nested keys."""
 
 
 _Loader.add_implicit_resolver(
@@ -52,6 +59,8 @@ def load_yaml(path) -> dict:
         data = yaml.load(path.read_text(), Loader=_Loader)
     except FileNotFoundError:
         raise BsrError(f"{path}: no such config file") from None
+    except ShallowMerge as err:
+        raise BsrError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise BsrError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
     if not isinstance(data, dict):

@@ -52,7 +52,7 @@ from urllib.parse import unquote, urlparse
 from tqdm import tqdm
 
 from bsr import BsrError, layout
-from bsr.files import atomic_path, file_lock, write_text
+from bsr.files import atomic_path, check_output, file_lock, write_text
 from bsr.images import IMAGE_SUFFIXES, read_image
 
 CHUNK = 1 << 20
@@ -336,10 +336,23 @@ def check_lock(name: str, source: str, actual: str, lock_path: Path, pin: bool =
             write_text(lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
 
+def check_file_list(name: str, files: list[str]) -> None:
+    """`files` name images inside the source folder (and its subdir), each once."""
+    for f in files:
+        path = PurePosixPath(f)
+        if path.is_absolute() or ".." in path.parts:
+            raise BsrError(f"datasets.{name}.files: {f!r} must be a path inside the source folder")
+    repeated = sorted({f for f in files if files.count(f) > 1})
+    if repeated:
+        raise BsrError(f"datasets.{name}.files: {', '.join(repeated)} listed more than once")
+
+
 def download_dataset(name: str, spec: dict, out_dir, lock_path, cache_dir) -> int:
     """Fetch, verify and unpack one dataset into `out_dir`; return its image count."""
     source, subdir, files, expected = spec["source"], spec.get("subdir") or "", spec.get("files"), spec.get("sha256")
     lock_path, cache_dir = Path(lock_path), Path(cache_dir)
+    check_output(out_dir, folder=True)
+    check_file_list(name, files or [])
     if urlparse(source).scheme == "manual":
         placed = source_path(source)
         print(f"{name}: the source is manual, nothing is downloaded: checking the images placed in {placed}",
@@ -365,7 +378,7 @@ def download_dataset(name: str, spec: dict, out_dir, lock_path, cache_dir) -> in
                 raise BadDownload(f"{source}: sha256 {digest} does not match datasets.{name}.sha256 {expected}")
             if not expected:
                 check_lock(name, source, digest, lock_path)
-            with atomic_path(out_dir) as tmp:
+            with atomic_path(out_dir, folder=True) as tmp:
                 tmp.mkdir()
                 if local.is_dir():
                     for n in names:

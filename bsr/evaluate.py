@@ -10,7 +10,7 @@ import pandas as pd
 
 from bsr import BsrError, layout
 from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
-from bsr.files import atomic_path, read_torch_file, write_text
+from bsr.files import atomic_path, check_output, read_torch_file, write_text
 from bsr.images import as_rgb, list_images, read_image, write_image
 from bsr.metrics import check_metric_size, psnr_ssim
 from bsr.tracking import Tracker
@@ -71,8 +71,7 @@ def model_upscaler(model, device) -> Callable[[np.ndarray], np.ndarray]:
 def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:
     """Write the per-image CSV beside `out_json` and the summary (set means plus `meta`) as JSON, atomically."""
     out_json = Path(out_json)
-    if out_json.suffix != ".json":
-        raise BsrError(f"{out_json}: the summary output must be a .json file")
+    check_score_outputs(out_json)
     summary = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean()), "n": len(scores), **meta}
     try:
         text = json.dumps(summary, indent=2, allow_nan=False) + "\n"  # bare NaN or Infinity is not JSON
@@ -85,7 +84,17 @@ def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:
     return summary
 
 
+def check_score_outputs(out_json) -> None:
+    """Before any scoring: the summary and the per-image CSV beside it must be writable where asked."""
+    out_json = Path(out_json)
+    if out_json.suffix != ".json":
+        raise BsrError(f"{out_json}: the summary output must be a .json file")
+    check_output(out_json)
+    check_output(out_json.with_suffix(".csv"))
+
+
 def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y") -> dict:
+    check_score_outputs(out_json)
     scores = score_set(hr_dir, scale, kind, lambda lr: upscale_bicubic(lr, scale), space)
     return write_scores(out_json, scores, scale=scale, kind=kind, space=space, method="Bicubic")
 
@@ -118,6 +127,7 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
     """
     import torch
 
+    check_score_outputs(out_json)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, saved, run = load_trained_model(run_dir, device)
     upscale = model_upscaler(model, device)
@@ -133,17 +143,21 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
     means = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean())}
     tracker = Tracker(run["tracking_uri"], run["tracking_experiment"], f"{saved['name']}/{dataset}",
                       parent_run_id=run["mlflow_run_id"])
-    tracker.log_params({"dataset": dataset, "scale": saved["scale"], "degradation": saved["degradation"],
-                        "space": space, "images": len(scores)})
-    tracker.log_metrics(means, step=0)
-    if run["mlflow_run_id"]:
-        parent = Tracker(run["tracking_uri"], run["tracking_experiment"], saved["name"], run_id=run["mlflow_run_id"])
-        parent.log_metrics({f"test_psnr_{dataset}": means["psnr"], f"test_ssim_{dataset}": means["ssim"]}, step=0)
-    if sample_png:
-        write_image(sample_png, samples[0])
-    summary = write_scores(out_json, scores, scale=saved["scale"], kind=saved["degradation"], space=space,
-                           method="BSR", experiment=saved["name"], dataset=dataset, mlflow_run_id=tracker.run_id)
-    tracker.log_artifact(Path(out_json).with_suffix(".csv"))
-    tracker.log_artifact(out_json)
+    try:
+        tracker.log_params({"dataset": dataset, "scale": saved["scale"], "degradation": saved["degradation"],
+                            "space": space, "images": len(scores)})
+        tracker.log_metrics(means, step=0)
+        if tracker.parent_run_id:
+            tracker.log_metrics({f"test_psnr_{dataset}": means["psnr"], f"test_ssim_{dataset}": means["ssim"]},
+                                step=0, run_id=tracker.parent_run_id)
+        if sample_png:
+            write_image(sample_png, samples[0])
+        summary = write_scores(out_json, scores, scale=saved["scale"], kind=saved["degradation"], space=space,
+                               method="BSR", experiment=saved["name"], dataset=dataset, mlflow_run_id=tracker.run_id)
+        tracker.log_artifact(Path(out_json).with_suffix(".csv"))
+        tracker.log_artifact(out_json)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
     tracker.finish()
     return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,22 +16,36 @@ from bsr import BsrError
 OUTPUT_MARKER = ".bsr-output"
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, inputs=()):
-    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
-
-    Works for files and directories alike, so a reader never sees a half-written output. An existing folder
-    at `path` is replaced only if bsr wrote it (it holds OUTPUT_MARKER) or it is empty, and never when it is,
-    or holds, one of `inputs`: a mistyped --out must not delete someone's images.
-    """
+def check_output(path: str | os.PathLike, inputs=(), folder: bool = False) -> None:
+    """Refuse, before any work, an output that bsr may not replace: one that is, or holds, one of `inputs`; a
+    symbolic link; a non-empty folder that bsr did not write (no OUTPUT_MARKER); a file where a `folder`
+    goes; or a path below a file. A mistyped --out must not delete anyone's files."""
     path = Path(path)
     for source in map(Path, inputs):
         if path.resolve() == source.resolve() or path.resolve() in source.resolve().parents:
-            raise BsrError(f"{path}: refused as an output, it {'is' if path.resolve() == source.resolve() else 'holds'} "
-                           f"the input {source}")
-    if path.is_dir() and not path.is_symlink() and any(path.iterdir()) and not (path / OUTPUT_MARKER).is_file():
+            relation = "is" if path.resolve() == source.resolve() else "holds"
+            raise BsrError(f"{path}: refused as an output, it {relation} the input {source}")
+    if path.is_symlink():
+        raise BsrError(f"{path}: is a symbolic link; refusing to replace it: choose another output")
+    if path.is_dir() and any(path.iterdir()) and not (path / OUTPUT_MARKER).is_file():
         raise BsrError(f"{path}: exists and was not written by bsr (no {OUTPUT_MARKER} in it); refusing to "
                        f"replace it: choose another output, or remove it yourself")
+    if folder and path.exists() and not path.is_dir():
+        raise BsrError(f"{path}: is a file; the output is a folder: choose another output")
+    blocking = next((p for p in path.absolute().parents if p.exists() and not p.is_dir()), None)
+    if blocking:
+        raise BsrError(f"{path}: cannot be written, {blocking} is a file, not a folder")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, inputs=(), folder: bool = False):
+    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
+
+    Works for files and folders (`folder`) alike, so a reader never sees a half-written output. What it may
+    replace is checked first (`check_output`); a folder it writes holds OUTPUT_MARKER.
+    """
+    path = Path(path)
+    check_output(path, inputs, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
@@ -38,7 +53,7 @@ def atomic_path(path: str | os.PathLike, inputs=()):
         yield target
         if target.is_dir():
             (target / OUTPUT_MARKER).write_text("written by bsr; bsr may replace this folder\n")
-        if path.is_dir() and not path.is_symlink():
+        if path.is_dir():
             shutil.rmtree(path)
         os.replace(target, path)
     finally:
@@ -85,10 +100,15 @@ def read_torch_file(path: str | os.PathLike, kind: str, keys: tuple[str, ...]) -
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or garbage bytes, or a pickle that is more than weights
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        reason = "an empty file" if path.is_file() and path.stat().st_size == 0 else reason
-        raise BsrError(f"{path}: not a readable {kind} ({reason[:200]})") from None
+    except FileNotFoundError:
+        raise BsrError(f"{path}: no such file") from None
+    except pickle.UnpicklingError:
+        raise BsrError(f"{path}: not a readable {kind} (it holds objects other than tensors and plain values; "
+                       f"refused, since loading them could run code)") from None
+    except Exception:  # truncated or garbage bytes
+        size = path.stat().st_size
+        reason = "an empty file" if size == 0 else f"{size} bytes that are not a whole PyTorch file"
+        raise BsrError(f"{path}: not a readable {kind} ({reason})") from None
     missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
     if missing:
         raise BsrError(f"{path}: not a bsr {kind} (missing {', '.join(missing)})")

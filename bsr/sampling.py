@@ -253,6 +253,19 @@ def dihedral(patch: np.ndarray, t: int, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_plot_patch(lr_dir, patch: int) -> None:
+    """Before anything is written: the histogram needs LR images at least as large as its patch."""
+    from PIL import Image
+
+    sizes = []
+    for path in list_images(lr_dir):
+        with Image.open(path) as im:
+            sizes.append(im.size)
+    if max(min(size) for size in sizes) < patch:
+        w, h = max(sizes, key=min)
+        raise BsrError(f"--patch {patch}: larger than every image in {lr_dir} (the largest is {w}x{h})")
+
+
 def plot_balance(lr_dir, table_dir, reduce: str, out_png, patch: int = 48, batch: int = 16, batches: int = 500,
                  seed: int = 0) -> None:
     """The paper's 'unbalance' figure: the PIC intervals of uniform random crops next to RFS batches."""

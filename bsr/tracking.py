@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -53,19 +54,27 @@ def store_lock(uri: str):
 
 
 class Tracker:
-    """One MLflow run, reopened by id on resume; a no-op when there is no tracking URI."""
+    """One MLflow run, reopened by id on resume; a no-op when there is no tracking URI.
+
+    A run id (or parent run id) that the store does not hold, say after the tracking URI changed or the data
+    moved to another machine, is said on stderr and replaced by a new run (or no parent): the numbers are
+    still logged, and training or evaluation goes on."""
 
     def __init__(self, uri: str | None, experiment: str, run_name: str, run_id: str | None = None,
                  parent_run_id: str | None = None):
         self.client = None
-        self.uri, self.experiment, self.run_id = uri, experiment, run_id
+        self.uri, self.experiment, self.run_id, self.parent_run_id = uri, experiment, run_id, parent_run_id
+        self.reopened = False
         if uri is None:
             return
         from mlflow.tracking import MlflowClient
 
         with store_lock(uri):
             self.client = MlflowClient(tracking_uri=uri)
-            if run_id is None:
+            self.reopened = run_id is not None and self._known(run_id, "run")
+            if not self._known(parent_run_id, "parent run"):
+                self.parent_run_id = parent_run_id = None
+            if not self.reopened:
                 found = self.client.get_experiment_by_name(experiment)
                 experiment_id = found.experiment_id if found else self.client.create_experiment(
                     experiment, artifact_location=artifact_root(uri))
@@ -73,6 +82,19 @@ class Tracker:
                 if parent_run_id:
                     tags["mlflow.parentRunId"] = parent_run_id
                 self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    def _known(self, run_id: str | None, what: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        if run_id is None:
+            return True
+        try:
+            self.client.get_run(run_id)
+            return True
+        except MlflowException:
+            print(f"bsr: MLflow {what} {run_id} is not in {self.uri}; "
+                  f"{'logging to a new run' if what == 'run' else 'logging without it'}", file=sys.stderr)
+            return False
 
     @property
     def enabled(self) -> bool:
@@ -91,13 +113,15 @@ class Tracker:
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
-    def log_metrics(self, metrics: dict, step: int) -> None:
+    def log_metrics(self, metrics: dict, step: int, run_id: str | None = None) -> None:
+        """Into this run, or into `run_id` (an evaluation's parent training run)."""
         if not self.enabled:
             return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self.client.log_batch(run_id or self.run_id,
+                              metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         if self.enabled:

@@ -222,7 +222,7 @@ def open_tracker(cfg: dict, run_id: str | None) -> Tracker:
     tracking = cfg.get("tracking", {})
     tracker = Tracker(resolve_uri(tracking.get("uri"), tracking.get("default_uri")),
                       tracking.get("experiment") or cfg["name"], cfg["name"], run_id=run_id)
-    if run_id:
+    if tracker.reopened:
         tracker.mark_running()
     else:
         tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance()})
@@ -235,7 +235,9 @@ def write_metric_log(path: Path, rows: list[dict]) -> None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's cancel, Snakemake stopping its jobs), raised where the loop is."""
+    """SIGTERM (a scheduler's cancel, Snakemake stopping its jobs), raised wherever training is."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
 
 
 @contextlib.contextmanager
@@ -256,9 +258,17 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
     out_dir = Path(out_dir)
     check_experiment(cfg, f"experiment {cfg.get('name')!r}")
     check_loss_config(cfg["loss"])
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BsrError(f"{out_dir}: is a file; --out is a run folder")
     holder = f"bsr train {cfg['name']} (pid {os.getpid()} on {socket.gethostname()}, since {time.ctime()})"
-    with exclusive_lock(out_dir / layout.RUN_LOCK, holder):
+    with sigterm_raises(), exclusive_lock(out_dir / layout.RUN_LOCK, holder):
         state = resume_state(cfg, out_dir / CHECKPOINT, resume)
+        if state is None or state["step"] < cfg["train"]["iterations"]:
+            # The final outputs describe a finished run, and a checkpoint not resumed is replaced: nothing of
+            # another run may sit beside the training that goes on here, where evaluation would find it.
+            stale = (FINAL_MODEL, SUMMARY, CONFIG, METRICS) + ((CHECKPOINT,) if state is None else ())
+            for name in stale:
+                (out_dir / name).unlink(missing_ok=True)
         if cfg["train"].get("threads"):
             torch.set_num_threads(cfg["train"]["threads"])
         device = pick_device(cfg["train"]["device"])
@@ -267,11 +277,10 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict:
         del state
         tracker = open_tracker(cfg, run_id)
         try:
-            with sigterm_raises():
-                started = time.perf_counter()
-                train_loop(cfg, out_dir, device, step, log_rows, sampler, model, optimizer, scheduler, tracker)
-                summary = write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker,
-                                        seconds=time.perf_counter() - started)
+            started = time.perf_counter()
+            train_loop(cfg, out_dir, device, step, log_rows, sampler, model, optimizer, scheduler, tracker)
+            summary = write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker,
+                                    seconds=time.perf_counter() - started)
         except BaseException as err:
             tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             raise

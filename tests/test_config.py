@@ -28,10 +28,14 @@ def test_a_shallow_yaml_merge_that_drops_keys_is_refused(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("arm: &arm\n  scale: 4\n  train: {iterations: 200, lr_step_epochs: 50}\n"
                     "experiments:\n  wo_rfs: {<<: *arm, train: {lr: 5.0e-4}}\n")
-    with pytest.raises(BsrError, match=r"config.yaml: not valid YAML .*'train' replaces the whole 'train' mapping"):
+    with pytest.raises(BsrError, match=r"config.yaml: line 5: 'train' replaces the whole 'train' mapping .* so "
+                                       r"train.iterations, train.lr_step_epochs would be lost"):
         load_yaml(path)
-    path.write_text("arm: &arm\n  scale: 4\n  train: {iterations: 200}\nexperiments:\n  ok: {<<: *arm, scale: 2}\n")
-    assert load_yaml(path)["experiments"]["ok"] == {"scale": 2, "train": {"iterations": 200}}
+    path.write_text("arm: &arm\n  scale: 4\n  train: {iterations: 200}\nexperiments:\n  ok: {<<: *arm, scale: 2}\n"
+                    "  restated: {<<: *arm, train: {iterations: 100, lr: 5.0e-4}}\n")
+    experiments = load_yaml(path)["experiments"]  # nothing dropped: accepted
+    assert experiments["ok"] == {"scale": 2, "train": {"iterations": 200}}
+    assert experiments["restated"]["train"] == {"iterations": 100, "lr": 5e-4}
 
 
 def test_an_unknown_base_names_the_key(tmp_path):

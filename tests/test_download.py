@@ -361,6 +361,17 @@ def test_folder_subdir_files_are_checked_where_they_are_copied_from(shared_data,
     assert fetch(tmp_path, src.as_uri(), subdir="HR", files=names, sha256=good) == 5
 
 
+@pytest.mark.parametrize("files,message", [
+    (["baby.png", "baby.png"], "baby.png listed more than once"),
+    (["/etc/passwd"], "'/etc/passwd' must be a path inside the source folder"),
+    (["../HR/baby.png"], "'../HR/baby.png' must be a path inside the source folder"),
+])
+def test_a_file_list_stays_inside_its_folder_and_names_each_file_once(shared_data, tmp_path, files, message):
+    with pytest.raises(BsrError, match=re.escape(f"datasets.Set5.files: {message}")):
+        fetch(tmp_path, (shared_data / "Set5").as_uri(), subdir="HR", files=files)
+    assert no_dataset(tmp_path)
+
+
 def manual(tmp_path, name="Manga109", **spec):
     folder = tmp_path / "data" / "manual" / name
     spec = {"source": f"manual://{folder}", "images": 109, **spec}

@@ -10,6 +10,7 @@ from PIL import Image
 from bsr import BsrError
 from bsr.cli import main
 from bsr.images import read_image, write_image
+from tests.conftest import REPO
 
 
 def test_gray_file_stays_single_channel(shared_data):
@@ -153,3 +154,44 @@ def test_an_output_folder_never_replaces_its_input_or_a_folder_bsr_did_not_write
     assert "was not written by bsr" in capsys.readouterr().err and (tmp_path / "theirs" / "thesis.tex").is_file()
     for _ in range(2):  # a folder bsr wrote is replaced on a rerun
         assert main([verb, flag, str(hr), "--out", str(tmp_path / "ours"), *extra]) == 0
+
+
+@pytest.mark.parametrize("argv,target_kind", [
+    (["degrade", "--hr", "{hr}", "--scale", "2", "--kind", "BI", "--out", "{target}"], "file"),
+    (["degrade", "--hr", "{hr}", "--scale", "2", "--kind", "BI", "--out", "{target}"], "link"),
+    (["pic", "--lr", "{hr}", "--out", "{target}"], "file"),
+    (["pic", "--lr", "{hr}", "--out", "{target}"], "link"),
+    (["eval-bicubic", "--hr", "{hr}", "--scale", "2", "--kind", "BI", "--out", "{target}/x.json"], "file"),
+    (["train", "--config", "{hr}/none.yaml", "--out", "{target}"], "file"),
+])
+def test_an_output_that_is_a_file_or_a_link_is_one_line(tmp_path, capsys, argv, target_kind):
+    """A folder output never replaces a file or a link; nothing is written below a file."""
+    hr = _hr_dir(tmp_path)
+    target = tmp_path / "user.txt"
+    if target_kind == "file":
+        target.write_text("mine")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        target.symlink_to(tmp_path / "elsewhere")
+    if argv[0] == "train":
+        (hr / "none.yaml").write_text((REPO / "config" / "demo.yaml").read_text())
+    assert main([a.format(hr=hr, target=target) for a in argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("bsr: error:") and "user.txt" in err
+    assert target.is_symlink() or target.read_text() == "mine"
+
+
+def test_a_refused_summary_is_refused_before_scoring_and_writes_no_csv(tmp_path, capsys):
+    hr = _hr_dir(tmp_path)
+    (tmp_path / "d.json").mkdir()
+    (tmp_path / "d.json" / "mine.txt").write_text("mine")
+    assert main(["eval-bicubic", "--hr", str(hr), "--scale", "2", "--kind", "BI", "--out", str(tmp_path / "d.json")]) == 1
+    assert "was not written by bsr" in capsys.readouterr().err and not (tmp_path / "d.csv").exists()
+
+
+def test_pic_checks_the_plot_patch_before_writing_tables(tmp_path, capsys):
+    hr = _hr_dir(tmp_path)
+    assert main(["pic", "--lr", str(hr), "--out", str(tmp_path / "pic"), "--patch", "100000", "--plot",
+                 str(tmp_path / "p.png")]) == 1
+    assert "--patch 100000: larger than every image" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr"]

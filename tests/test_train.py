@@ -294,7 +294,7 @@ def test_sigterm_stops_training_and_closes_the_mlflow_run_as_killed(shared_data,
         time.sleep(0.2)
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=60)
-    assert job.returncode == 130 and err.strip().splitlines()[-1].startswith("bsr: stopped by SIGTERM")
+    assert job.returncode == 143 and err.strip().splitlines()[-1].startswith("bsr: stopped by SIGTERM")
     run_id = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["mlflow_run_id"]
     assert mlflow_status(uri, run_id) == "KILLED"
 
@@ -313,3 +313,37 @@ def test_a_relative_sqlite_uri_is_recorded_absolute(shared_data, tmp_path, monke
     monkeypatch.chdir(tmp_path / "elsewhere")
     evaluate_run(tmp_path / "run", shared_data / "Set5" / "HR", None, "Set5", tmp_path / "eval.json")
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_fresh_start_removes_the_finished_outputs_it_replaces(shared_data, tmp_path):
+    """Starting afresh over a finished run (another config) and failing midway must not leave the old model
+    beside the new checkpoint, where evaluation would score it."""
+    cfg = tiny_experiment(tmp_path, shared_data)
+    train(cfg, tmp_path / "run")
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "broken.png").write_text("not a PNG")
+    changed = {**cfg, "train": {**cfg["train"], "lr": 1e-3, "val_every": 3},
+               "data": {**cfg["data"], "val_hr": str(tmp_path / "val")}}
+    with pytest.raises(BsrError, match="broken.png"):
+        train(changed, tmp_path / "run", resume="auto")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]  # it failed before checkpoint 3
+
+
+def test_a_run_missing_from_the_tracking_store_is_logged_anew_not_a_traceback(shared_data, tmp_path, capsys):
+    from bsr.evaluate import evaluate_run
+
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=3)
+    cfg["tracking"] = {"uri": f"sqlite:///{tmp_path / 'first.db'}", "experiment": "tests"}
+    first = train(cfg, tmp_path / "run")
+    (tmp_path / "run" / FINAL_MODEL).unlink()
+    moved = {**cfg, "tracking": {**cfg["tracking"], "uri": f"sqlite:///{tmp_path / 'second.db'}"}}
+    again = train(moved, tmp_path / "run", resume="auto")  # a tracking change is resumable
+    assert f"MLflow run {first['mlflow_run_id']} is not in" in capsys.readouterr().err
+    assert again["mlflow_run_id"] != first["mlflow_run_id"]
+    assert mlflow_status(moved["tracking"]["uri"], again["mlflow_run_id"]) == "FINISHED"
+    summary = json.loads((tmp_path / "run" / "train.json").read_text())  # as if the run moved to another machine
+    summary["tracking_uri"] = f"sqlite:///{tmp_path / 'third.db'}"
+    (tmp_path / "run" / "train.json").write_text(json.dumps(summary))
+    scores = evaluate_run(tmp_path / "run", shared_data / "Set5" / "HR", None, "Set5", tmp_path / "eval.json")
+    assert "logging without it" in capsys.readouterr().err
+    assert mlflow_status(summary["tracking_uri"], scores["mlflow_run_id"]) == "FINISHED"
