@@ -5,7 +5,9 @@ it). Every rule calls a `bsr` verb or function; the jobs come from bsr.plan, der
 """
 from snakemake.utils import min_version
 
-from bsr import layout, plan
+import sys
+
+from bsr import BsrError, layout, plan
 from bsr.config import check_pipeline, load_yaml
 
 min_version("9.0")
@@ -17,9 +19,12 @@ if not workflow.config_settings.configfiles:
 
 # The schema is bsr/schemas/config.schema.yaml (workflow/schemas/ links to it); errors name the key.
 # Snakemake's YAML loader applies a shallow `<<` merge silently; bsr's refuses one that drops keys.
-for path in workflow.configfiles:
-    load_yaml(path)
-check_pipeline(config)
+try:
+    for path in workflow.configfiles:
+        load_yaml(path)
+    check_pipeline(config, " and ".join(map(str, workflow.configfiles)) or "config")
+except BsrError as err:
+    sys.exit(f"bsr: error: {err}")  # one line, not Snakemake's stack of bsr's frames
 
 D = config["data_dir"]
 REPORTS = "reports"

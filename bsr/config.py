@@ -137,13 +137,13 @@ def experiment_test_sets(cfg: dict, name: str) -> list[str]:
     return experiment_entry(cfg, name).get("test_sets", cfg["test_sets"])
 
 
-def resolve_experiment(cfg: dict, name: str) -> dict:
+def resolve_experiment(cfg: dict, name: str, source: str = "config") -> dict:
     """One experiment of a pipeline config, merged over `defaults`, with its data paths: what `bsr train` reads."""
     from bsr import layout
 
     if name not in cfg["experiments"]:
-        raise BsrError(f"config: no experiment {name!r} (have: {', '.join(cfg['experiments'])})")
-    exp = experiment_entry(cfg, name)
+        raise BsrError(f"{source}: no experiment {name!r} (have: {', '.join(cfg['experiments'])})")
+    exp = experiment_entry(cfg, name, source)
     d, scale, kind = cfg["data_dir"], exp.get("scale"), exp.get("degradation")
     resolved = {"name": name, "scale": scale, "degradation": kind}
     for section in EXPERIMENT_SECTIONS:
@@ -157,7 +157,7 @@ def resolve_experiment(cfg: dict, name: str) -> dict:
     }
     resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "default_uri": DEFAULT_TRACKING_URI,
                             "experiment": cfg["name"]}
-    return check_experiment(resolved, f"config: experiments.{name}")
+    return check_experiment(resolved, f"{source}: experiments.{name}")
 
 
 def non_finite_keys(value, path: str = ""):
@@ -208,7 +208,7 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
         if dataset not in cfg["datasets"]:
             raise BsrError(f"{source}: {key}: {dataset!r} is not a key of datasets")
     for name in cfg["experiments"]:
-        resolve_experiment(cfg, name)
+        resolve_experiment(cfg, name, source)
     return cfg
 
 

@@ -84,7 +84,8 @@ def test_bad_config_names_the_key(tmp_path, edit, message):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     result = snakemake(REPO, "-n", "all", "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), check=False)
     assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert message in output and "bsr: error:" in output and "bsr/config.py" not in output  # one line, no stack
 
 
 def test_snakemake_refuses_a_shallow_merge_that_drops_keys(tmp_path):
