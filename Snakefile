@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 import sys
 
 from bsr import BsrError, layout, plan
-from bsr.config import check_pipeline, load_yaml
+from bsr.config import check_config_files
 
 min_version("9.0")
 
@@ -18,11 +18,8 @@ if not workflow.config_settings.configfiles:
 
 
 # The schema is bsr/schemas/config.schema.yaml (workflow/schemas/ links to it); errors name the key.
-# Snakemake's YAML loader applies a shallow `<<` merge silently; bsr's refuses one that drops keys.
 try:
-    for path in workflow.configfiles:
-        load_yaml(path)
-    check_pipeline(config, " and ".join(map(str, workflow.configfiles)) or "config")
+    check_config_files(config, workflow.configfiles)
 except BsrError as err:
     sys.exit(f"bsr: error: {err}")  # one line, not Snakemake's stack of bsr's frames
 

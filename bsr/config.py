@@ -212,6 +212,14 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
     return cfg
 
 
+def check_config_files(cfg: dict, paths) -> dict:
+    """Check a pipeline config that another loader (Snakemake's) read from `paths`: bsr's loader reads each file
+    again, to refuse a shallow `<<` merge that the other applied silently; errors name the files."""
+    for path in paths:
+        load_yaml(path)
+    return check_pipeline(cfg, " and ".join(map(str, paths)) or "config")
+
+
 def load_pipeline(path) -> dict:
     return check_pipeline(load_yaml(path), str(path))
 
