@@ -23,8 +23,22 @@ try:
 except BsrError as err:
     sys.exit(f"bsr: error: {err}")  # one line, not Snakemake's stack of bsr's frames
 
+if workflow.non_local_exec and workflow.global_resources.get("gpu").value is not None:
+    # Usually profiles/default (the one-GPU machine), which Snakemake loads beside --profile profiles/slurm.
+    print(f"WARNING: --resources gpu={workflow.global_resources.get('gpu').value} limits the GPU jobs running at "
+          "once on the whole cluster; pass --workflow-profile none to lift it (README, Cluster)", file=sys.stderr)
+
 D = config["data_dir"]
 REPORTS = "reports"
+
+
+# Jobs that need no compute node run on the submitting host under a cluster executor: downloads need the
+# internet, which compute nodes often lack; the others only write a few small files.
+localrules:
+    all,
+    download,
+    experiment_config,
+    report,
 
 
 wildcard_constraints:

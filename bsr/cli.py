@@ -57,7 +57,9 @@ def cmd_train(args):
     from bsr.train import train
 
     cfg = experiment_from_file(args.config, args.experiment)
-    print(json.dumps(train(cfg, args.out, resume=args.resume)))
+    summary = train(cfg, args.out, resume=args.resume)
+    if summary is not None:  # None on the ranks of a torchrun launch other than rank 0
+        print(json.dumps(summary))
 
 
 def cmd_evaluate(args):

@@ -121,7 +121,7 @@ class PatchSampler:
 
     def __init__(self, data: TrainingSet, batch: int, seed: int, rfs: bool = True, intervals: int = 16,
                  candidates: int = 256, max_rounds: int = 100, quota_weights=None, range_quantiles=(0.0, 0.995),
-                 augment: str = "dihedral8", rfs_images: str = "per_candidate"):
+                 augment: str = "dihedral8", rfs_images: str = "per_candidate", batch_seed=None):
         if augment not in AUGMENTATIONS:
             raise BsrError(f"sampling.augment: {augment!r} is not one of {', '.join(AUGMENTATIONS)}")
         if rfs_images not in RFS_IMAGES:
@@ -143,7 +143,9 @@ class PatchSampler:
         self.flat_intervals = np.empty(sizes.sum(), np.uint8)
         for offset, size, pics in zip(self.position_offset, sizes, data.crop_pics):
             self.flat_intervals[offset:offset + size] = self.interval(pics.ravel())
-        self.rng = np.random.default_rng(seed)
+        # The batches may come from a seed of their own (each rank of a multi-GPU run has one); the interval
+        # edges always come from `seed`, so that every rank balances over the same intervals.
+        self.rng = np.random.default_rng(seed if batch_seed is None else batch_seed)
         self.fallback_patches = 0
 
     def _random_images(self, rng, n):

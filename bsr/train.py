@@ -7,6 +7,13 @@ or false.
 A checkpoint holds the model, optimizer, scheduler, sampler and RNG states and the iteration, so that
 `--resume` continues bit for bit. The loss is checked for NaN/inf at every log step and before every
 checkpoint, so a checkpoint on disk never holds weights that saw a non-finite loss.
+
+Several GPUs (`train.gpus`): `torchrun --standalone --nproc-per-node N --no-python bsr train ...` starts one
+process per GPU, and each trains a DistributedDataParallel replica. Both are PyTorch's own: DDP averages the
+gradients while the backward pass runs, torchrun gives each process its rank and stops them all when one fails,
+and neither adds a dependency. `train.batch` is per process (the global batch is N x batch); each rank draws
+its own RFS batches, rank 0 from the config's seed, so that one process trains exactly as without torchrun.
+Rank 0 alone writes the run folder and talks to MLflow; its checkpoints hold every rank's sampler and RNG state.
 """
 from __future__ import annotations
 
@@ -21,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from bsr import BsrError, layout
@@ -38,11 +47,65 @@ SUMMARY, CONFIG = layout.RUN_SUMMARY, layout.RUN_CONFIG
 METRIC_COLUMNS = ("step", "loss", "lr", "samples_per_s", "val_psnr")
 
 
-def pick_device(name: str) -> torch.device:
+def distributed_context() -> tuple[int, int, int]:
+    """(rank, world size, local rank), as torchrun sets them; (0, 1, 0) for a plain launch."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def is_main() -> bool:
+    """Rank 0: the process that owns the run folder and the MLflow run (the only process of a plain launch)."""
+    return distributed_context()[0] == 0
+
+
+def check_launch(gpus: int, world_size: int) -> None:
+    """As many processes as train.gpus: the world size sets the global batch, so it is part of the config."""
+    if world_size == gpus:
+        return
+    if world_size == 1:
+        raise BsrError(f"train.gpus is {gpus}: launch one process per GPU, with "
+                       f"`torchrun --standalone --nproc-per-node {gpus} --no-python bsr train ...`")
+    raise BsrError(f"train.gpus is {gpus} but torchrun started {world_size} processes: "
+                   f"launch it with --nproc-per-node {gpus}, or set train.gpus: {world_size}")
+
+
+def pick_device(name: str, local_rank: int | None = None) -> torch.device:
+    """The config's device; under torchrun (`local_rank`) a GPU is the rank's own, made the current device so
+    that NCCL and the caching allocator use it."""
     if name == "cuda" and not torch.cuda.is_available():
         raise BsrError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        "cpu" if name == "auto" else name)
+    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                          "cpu" if name == "auto" else name)
+    if device.type == "cuda" and local_rank is not None:
+        if local_rank >= torch.cuda.device_count():
+            raise BsrError(f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device, world_size: int):
+    """torchrun's processes joined in one group (none for a plain launch), left again however training ends:
+    NCCL between GPUs, gloo between CPU processes (which is how the tests run DDP)."""
+    if world_size == 1:
+        yield
+        return
+    cuda = device.type == "cuda"
+    dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def summed_over_ranks(values, device: torch.device) -> list[float]:
+    """Each value (a device tensor or a number) summed over the ranks, or as it is in one process, read back on
+    the host: one all-reduce and one sync for all of them. float64 keeps counts exact."""
+    totals = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in values])
+    if dist.is_initialized():
+        dist.all_reduce(totals)
+    return totals.tolist()
 
 
 def to_device(batch: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -61,24 +124,37 @@ def switch(setting, device: torch.device) -> bool:
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
-def make_sampler(cfg: dict, training_set: TrainingSet | None = None) -> PatchSampler:
-    """The config's sampler over its training data (or over `training_set`, which the benches build)."""
-    s, data = cfg["sampling"], cfg["data"]
+def rank_seed(seed: int, rank: int):
+    """The seed of a rank's batches. Rank 0 takes the config's seed, so that one process samples as without
+    torchrun; rank r > 0 the r-th child of the seed's SeedSequence, numpy's way of deriving independent streams
+    for parallel workers, which no plain integer seed (below 2**128) gives: it repeats no other run's batches."""
+    return seed if rank == 0 else np.random.SeedSequence(seed, spawn_key=(rank,))
+
+
+def make_sampler(cfg: dict, training_set: TrainingSet | None = None, rank: int = 0) -> PatchSampler:
+    """The config's sampler of `rank` over its training data (or over `training_set`, which the benches build)."""
+    s, data, t = cfg["sampling"], cfg["data"], cfg["train"]
     if training_set is None:
         training_set = load_training_set(data["train_hr"], data["train_lr"], cfg["scale"], s["patch"],
                                          s["pic_reduce"], data.get("train_pic"))
-    return PatchSampler(training_set, cfg["train"]["batch"], cfg["train"]["seed"], rfs=s["rfs"],
+    return PatchSampler(training_set, t["batch"], t["seed"], rfs=s["rfs"],
                         intervals=s["intervals"], candidates=s["candidates"], max_rounds=s["max_rounds"],
                         quota_weights=s.get("quota"), range_quantiles=tuple(s["range_quantiles"]),
-                        augment=s["augment"], rfs_images=s["rfs_images"])
+                        augment=s["augment"], rfs_images=s["rfs_images"], batch_seed=rank_seed(t["seed"], rank))
 
 
 def make_train_step(model, optimizer, scheduler, cfg: dict, device: torch.device):
     """One optimisation step on a uint8 batch, with the config's amp, channels_last and compile switches;
-    returns the loss as a device tensor (no host sync)."""
+    returns the loss as a device tensor (no host sync). Under torchrun the gradients are averaged over the ranks
+    (DDP; its constructor is a collective, so every rank builds its step at the same point)."""
     t, loss_cfg = cfg["train"], cfg["loss"]
     channels_last = switch(t["channels_last"], device)
     forward = torch.compile(model) if switch(t["compile"], device) else model
+    if dist.is_initialized():
+        # DDP around the compiled module, as PyTorch's guide to torch.compile advises (dynamo then splits the
+        # graph at DDP's gradient buckets). The model's one buffer is a constant: no broadcast at every forward.
+        forward = DistributedDataParallel(forward, device_ids=[device] if device.type == "cuda" else None,
+                                          forward_sync_buffers=False)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=switch(t["amp"], device))
 
     def train_step(lr_batch: np.ndarray, hr_batch: np.ndarray) -> torch.Tensor:
@@ -125,15 +201,31 @@ def trajectory_config(cfg: dict) -> dict:
             value = {k: v for k, v in value.items()
                      if k not in ignored or (k == "iterations" and value.get("lr_schedule") == "cosine")}
         kept[key] = value
+    # Checkpoints from before train.gpus trained one process, and one process leaves the key out: they still match.
+    kept["train"] = {k: v for k, v in kept["train"].items() if not (k == "gpus" and v == 1)}
     return kept
 
 
-def save_checkpoint(path: Path, cfg, step, model, optimizer, scheduler, sampler, device, run_id,
+def gather_rank_states(sampler: PatchSampler, device: torch.device) -> list[dict] | None:
+    """Every rank's sampler and RNG states, in rank order, on rank 0 (None on the others); a collective that
+    every rank joins at every checkpoint."""
+    own = {"sampler": sampler.state(), "rng": rng_states(device)}
+    if not dist.is_initialized():
+        return [own]
+    gathered = [None] * dist.get_world_size() if is_main() else None
+    dist.gather_object(own, gathered)
+    return gathered
+
+
+def save_checkpoint(path: Path, cfg, step, model, optimizer, scheduler, rank_states: list[dict], run_id,
                     metric_log: list[dict]) -> None:
-    """Every state, plus the metric history up to `step`: the pipeline deletes metrics.csv before a rerun."""
+    """Every state, plus the metric history up to `step`: the pipeline deletes metrics.csv before a rerun.
+    Rank 0's sampler and RNG states stand where a one-process checkpoint has them (checkpoints from before
+    multi-GPU training hold no `other_ranks` and still resume)."""
     state = {"config": trajectory_config(cfg), "step": step, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "sampler": sampler.state(),
-             "rng": rng_states(device), "mlflow_run_id": run_id, "metric_log": metric_log}
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "sampler": rank_states[0]["sampler"], "rng": rank_states[0]["rng"], "other_ranks": rank_states[1:],
+             "mlflow_run_id": run_id, "metric_log": metric_log}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -187,11 +279,11 @@ def resume_state(cfg: dict, ckpt_path: Path, resume: str) -> dict | None:
     return None
 
 
-def build(cfg: dict, device: torch.device, training_set: TrainingSet | None = None):
-    """Sampler, model, optimizer and scheduler, freshly initialised from the config's seed."""
+def build(cfg: dict, device: torch.device, training_set: TrainingSet | None = None, rank: int = 0):
+    """Sampler (of `rank`), model, optimizer and scheduler, freshly initialised from the config's seed."""
     t = cfg["train"]
     torch.manual_seed(t["seed"])
-    sampler = make_sampler(cfg, training_set)
+    sampler = make_sampler(cfg, training_set, rank)
     model = build_model(cfg["model"], cfg["scale"]).to(device)
     if switch(t["channels_last"], device):
         model = model.to(memory_format=torch.channels_last)
@@ -206,26 +298,29 @@ def lr_scheduler(optimizer, t: dict):
     return torch.optim.lr_scheduler.StepLR(optimizer, t["lr_step_epochs"] * t["iters_per_epoch"], t["lr_gamma"])
 
 
-def restore(state: dict, device, model, optimizer, scheduler, sampler) -> tuple[int, str | None, list[dict]]:
-    """Load every state of a checkpoint (read onto the CPU; each state moves to where it lives); return its
-    iteration, MLflow run id and metric history."""
+def restore(state: dict, device, model, optimizer, scheduler, sampler,
+            rank: int = 0) -> tuple[int, str | None, list[dict]]:
+    """Load every state of a checkpoint (read onto the CPU; each state moves to where it lives), the sampler and
+    RNG states of `rank`; return its iteration, MLflow run id and metric history."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    sampler.load_state(state["sampler"])
-    set_rng_states(state["rng"], device)
+    own = state if rank == 0 else state["other_ranks"][rank - 1]
+    sampler.load_state(own["sampler"])
+    set_rng_states(own["rng"], device)
     return state["step"], state["mlflow_run_id"], state["metric_log"]
 
 
-def open_tracker(cfg: dict, run_id: str | None) -> Tracker:
-    """The run's MLflow run: a new one with the config as params, or the checkpoint's, reopened."""
+def open_tracker(cfg: dict, run_id: str | None, world_size: int) -> Tracker:
+    """The run's MLflow run: a new one with the config and world size as params, or the checkpoint's, reopened."""
     tracking = cfg.get("tracking", {})
     tracker = Tracker(resolve_uri(tracking.get("uri"), tracking.get("default_uri")),
                       tracking.get("experiment") or cfg["name"], cfg["name"], run_id=run_id)
     if tracker.reopened:
         tracker.mark_running()
     else:
-        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance()})
+        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance(),
+                            "world_size": world_size})
     return tracker
 
 
@@ -252,95 +347,137 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def train(cfg: dict, out_dir, resume: str = "no") -> dict:
-    """Train one experiment into `out_dir`; a held lock keeps a second training out of the folder. The MLflow
+def train(cfg: dict, out_dir, resume: str = "no") -> dict | None:
+    """Train one experiment into `out_dir`, in this process or as one rank of a torchrun launch; return the
+    summary (None on ranks other than 0). A held lock keeps a second training out of the folder. The MLflow
     run ends FINISHED, or FAILED on an error, or KILLED on Ctrl-C or SIGTERM, never RUNNING."""
     out_dir = Path(out_dir)
     check_experiment(cfg, f"experiment {cfg.get('name')!r}")
     check_loss_config(cfg["loss"])
+    rank, world_size, local_rank = distributed_context()
+    check_launch(cfg["train"]["gpus"], world_size)
     if out_dir.exists() and not out_dir.is_dir():
         raise BsrError(f"{out_dir}: is a file; --out is a run folder")
-    holder = f"bsr train {cfg['name']} (pid {os.getpid()} on {socket.gethostname()}, since {time.ctime()})"
-    with sigterm_raises(), exclusive_lock(out_dir / layout.RUN_LOCK, holder):
-        state = resume_state(cfg, out_dir / CHECKPOINT, resume)
-        if state is None or state["step"] < cfg["train"]["iterations"]:
-            # The final outputs describe a finished run, and a checkpoint not resumed is replaced: nothing of
-            # another run may sit beside the training that goes on here, where evaluation would find it.
-            stale = (FINAL_MODEL, SUMMARY, CONFIG, METRICS) + ((CHECKPOINT,) if state is None else ())
-            for name in stale:
-                (out_dir / name).unlink(missing_ok=True)
+    with sigterm_raises(), contextlib.ExitStack() as held:
         if cfg["train"].get("threads"):
             torch.set_num_threads(cfg["train"]["threads"])
-        device = pick_device(cfg["train"]["device"])
-        sampler, model, optimizer, scheduler = build(cfg, device)
-        step, run_id, log_rows = restore(state, device, model, optimizer, scheduler, sampler) if state else (0, None, [])
+        device = pick_device(cfg["train"]["device"], local_rank if world_size > 1 else None)
+        held.enter_context(process_group(device, world_size))
+        state = agree_on_start(cfg, out_dir, resume, held)
+        sampler, model, optimizer, scheduler = build(cfg, device, rank=rank)
+        step, run_id, log_rows = restore(state, device, model, optimizer, scheduler, sampler, rank) if state \
+            else (0, None, [])
         del state
-        tracker = open_tracker(cfg, run_id)
+        tracker = open_tracker(cfg, run_id, world_size) if is_main() else None
         try:
             started = time.perf_counter()
             train_loop(cfg, out_dir, device, step, log_rows, sampler, model, optimizer, scheduler, tracker)
-            summary = write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker,
-                                    seconds=time.perf_counter() - started)
+            fallback_patches = int(summed_over_ranks([sampler.fallback_patches], device)[0])
+            if tracker is None:
+                return None
+            summary = write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, world_size,
+                                    fallback_patches, seconds=time.perf_counter() - started)
         except BaseException as err:
-            tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            if tracker is not None:
+                # When one rank fails, torchrun sends the others SIGTERM: it must not cut this closing short.
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                tracker.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             raise
         tracker.finish()
         return summary
 
 
+def agree_on_start(cfg: dict, out_dir: Path, resume: str, held: contextlib.ExitStack) -> dict | None:
+    """The checkpoint that every rank resumes, or None to start afresh. Rank 0 alone takes the run folder's lock
+    (until `held` closes), decides (resume_state may set an unreadable checkpoint aside) and removes what a fresh
+    start replaces; the other ranks learn its decision, or its error, and then read the checkpoint themselves."""
+    state = message = None
+    if is_main():
+        holder = f"bsr train {cfg['name']} (pid {os.getpid()} on {socket.gethostname()}, since {time.ctime()})"
+        try:
+            held.enter_context(exclusive_lock(out_dir / layout.RUN_LOCK, holder))
+            state = resume_state(cfg, out_dir / CHECKPOINT, resume)
+        except BsrError as err:
+            message = str(err)
+        else:
+            if state is None or state["step"] < cfg["train"]["iterations"]:
+                # The final outputs describe a finished run, and a checkpoint not resumed is replaced: nothing of
+                # another run may sit beside the training that goes on here, where evaluation would find it.
+                stale = (FINAL_MODEL, SUMMARY, CONFIG, METRICS) + ((CHECKPOINT,) if state is None else ())
+                for name in stale:
+                    (out_dir / name).unlink(missing_ok=True)
+    decision = [state is not None, message]
+    if dist.is_initialized():
+        dist.broadcast_object_list(decision)
+    resumed, message = decision
+    if message is not None:
+        raise BsrError(message)  # on every rank: all stop together, with one message
+    if resumed and state is None:
+        state = read_torch_file(out_dir / CHECKPOINT, "checkpoint", CHECKPOINT_KEYS)
+    return state
+
+
 def train_loop(cfg, out_dir, device, step, log_rows, sampler, model, optimizer, scheduler, tracker) -> None:
-    """Iterate from `step` to `train.iterations`, logging, validating and checkpointing; appends to `log_rows`.
-    A checkpoint at the last iteration makes a later resume write the outputs without training."""
+    """Iterate from `step` to `train.iterations`, logging, validating and checkpointing on rank 0 (`tracker` is
+    None on the other ranks); appends to `log_rows`. A checkpoint at the last iteration makes a later resume
+    write the outputs without training."""
     t, ckpt_path = cfg["train"], out_dir / CHECKPOINT
+    main, world_size = is_main(), distributed_context()[1]
     train_step = make_train_step(model, optimizer, scheduler, cfg, device)
-    # Summed on the device, read at log steps only: no host sync per iteration.
+    # Summed on the device, read at log and checkpoint steps only: no host sync per iteration.
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     loss_sum = torch.zeros((), device=device)
     window_steps = window_samples = 0
     window_start = time.perf_counter()
 
-    def check_finite():
-        if nonfinite.item():
-            raise BsrError(f"non-finite loss before iteration {step}: training stopped; "
-                           f"the last good checkpoint is {ckpt_path if ckpt_path.is_file() else 'none yet'}")
-
     with tqdm(total=t["iterations"], initial=step, desc=cfg["name"], unit="it", dynamic_ncols=True,
-              mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
+              mininterval=0.5 if sys.stderr.isatty() else 30, disable=not main) as bar:
         model.train()
         while step < t["iterations"]:
             lr_batch, hr_batch = sampler.next_batch()
             loss = train_step(lr_batch, hr_batch)
             step += 1
             window_steps += 1
-            window_samples += len(lr_batch)
+            window_samples += len(lr_batch) * world_size
             nonfinite |= ~torch.isfinite(loss)
             loss_sum += loss
             bar.update()
             last = step == t["iterations"]
-            if step % t["log_every"] == 0 or last:
-                check_finite()
-                metrics = {"loss": loss_sum.item() / window_steps, "lr": scheduler.get_last_lr()[0],
+            log_now, ckpt_now = step % t["log_every"] == 0 or last, step % t["ckpt_every"] == 0 or last
+            if log_now or ckpt_now:
+                # Summed over the ranks, so that every rank logs the same loss and all stop together, with one
+                # error, when any saw a non-finite loss.
+                loss_total, nonfinite_ranks, fallback_patches = summed_over_ranks(
+                    [loss_sum, nonfinite, sampler.fallback_patches], device)
+                if nonfinite_ranks:
+                    raise BsrError(f"non-finite loss before iteration {step}: training stopped; the last good "
+                                   f"checkpoint is {ckpt_path if ckpt_path.is_file() else 'none yet'}")
+            if log_now and main:
+                metrics = {"loss": loss_total / (window_steps * world_size), "lr": scheduler.get_last_lr()[0],
                            "samples_per_s": window_samples / (time.perf_counter() - window_start)}
                 if step % t["val_every"] == 0 or last:
                     val_psnr = validate_psnr(model, cfg, device)
                     if val_psnr is not None:
                         metrics["val_psnr"] = val_psnr
                 log_rows.append({"step": step, **metrics})
-                tracker.log_metrics({**metrics, "fallback_patches": sampler.fallback_patches}, step)
+                tracker.log_metrics({**metrics, "fallback_patches": fallback_patches}, step)
                 bar.set_postfix(loss=f"{metrics['loss']:.4g}", samples_s=f"{metrics['samples_per_s']:.0f}")
+            if log_now:
                 loss_sum.zero_()
                 window_steps = window_samples = 0
                 window_start = time.perf_counter()
-            if step % t["ckpt_every"] == 0 or last:
-                check_finite()
-                save_checkpoint(ckpt_path, cfg, step, model, optimizer, scheduler, sampler, device,
-                                tracker.run_id, log_rows)
-                write_metric_log(out_dir / METRICS, log_rows)
+            if ckpt_now:
+                rank_states = gather_rank_states(sampler, device)
+                if main:
+                    save_checkpoint(ckpt_path, cfg, step, model, optimizer, scheduler, rank_states,
+                                    tracker.run_id, log_rows)
+                    write_metric_log(out_dir / METRICS, log_rows)
 
 
-def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, seconds: float) -> dict:
+def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, world_size: int, fallback_patches: int,
+                  seconds: float) -> dict:
     """The final model, metric log, summary and config, all from the trained state (which may be a finished
-    checkpoint: the pipeline deletes a job's outputs before it reruns it)."""
+    checkpoint: the pipeline deletes a job's outputs before it reruns it); `fallback_patches` of all ranks."""
     t = cfg["train"]
     write_metric_log(out_dir / METRICS, log_rows)
     with atomic_path(out_dir / FINAL_MODEL) as tmp:
@@ -348,8 +485,8 @@ def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, secon
                     "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
     validated = [row["val_psnr"] for row in log_rows if "val_psnr" in row]
     summary = {"name": cfg["name"], "iterations": t["iterations"], "val_psnr": validated[-1] if validated else None,
-               "fallback_patches": sampler.fallback_patches, "excluded_images": sampler.excluded,
-               "device": str(device),
+               "fallback_patches": fallback_patches, "excluded_images": sampler.excluded,
+               "device": str(device), "world_size": world_size,
                "engine": {key: switch(t[key], device) for key in ("amp", "channels_last", "compile")},
                "mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
                "tracking_experiment": tracker.experiment}

@@ -109,3 +109,25 @@ def command_env() -> dict:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
+
+
+def snakemake(cwd, *args, check=True, env=None):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                            env=env or command_env())
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, float]:
+    """The README's main job, run once for the session in a copy of the project: (project, wall seconds)."""
+    import time
+
+    project = project_copy(tmp_path_factory.mktemp("demo") / "project")
+    start = time.perf_counter()
+    snakemake(project, "all", "--cores", "2", "--configfile", "config/demo.yaml")
+    return project, time.perf_counter() - start

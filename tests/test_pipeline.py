@@ -11,15 +11,7 @@ import yaml
 
 from bsr.config import load_pipeline
 from bsr.dvc_stages import dvc_yaml
-from tests.conftest import REPO, command_env, project_copy, tiny_pipeline_config
-
-
-def snakemake(cwd, *args, check=True):
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                            env=command_env())
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+from tests.conftest import REPO, command_env, project_copy, snakemake, tiny_pipeline_config
 
 
 def planned_jobs(output: str) -> dict[str, set[str]]:
@@ -135,12 +127,10 @@ def test_tiny_pipeline_end_to_end(shared_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_config_end_to_end(tmp_path):
+def test_demo_config_end_to_end(demo_run):
     """The README's main job, in a copy of the project: BSR must beat bicubic on the demo test set."""
-    project = project_copy(tmp_path / "project")
-    start = time.perf_counter()
-    snakemake(project, "all", "--cores", "2", "--configfile", "config/demo.yaml")
-    print(f"demo pipeline: {time.perf_counter() - start:.0f} s")
+    project, seconds = demo_run
+    print(f"demo pipeline: {seconds:.0f} s")
     tables_md = (project / "reports" / "tables.md").read_text()
     tables_tex = (project / "reports" / "tables.tex").read_text()
     data = project / "data" / "demo"
