@@ -65,7 +65,23 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from bsr.evaluate import evaluate_run
 
-    print(json.dumps(evaluate_run(args.run, args.hr, args.lr, args.dataset, args.out, args.sample, args.space)))
+    print(json.dumps(evaluate_run(args.run, args.hr, args.lr, args.dataset, args.out, args.sample, args.space,
+                                  args.tile, args.self_ensemble)))
+
+
+def cmd_upscale(args):
+    from bsr.upscale import upscale_files
+
+    written = upscale_files(args.model, args.input, args.out, args.tile, args.overlap, args.self_ensemble,
+                            args.device)
+    print(f"wrote {len(written)} images into {args.out}")
+
+
+def cmd_export(args):
+    from bsr.export import export_onnx
+
+    scale = export_onnx(args.model, args.onnx)
+    print(f"wrote {args.onnx}: ONNX, input lr float32 RGB NCHW in [0, 1] of any size, output sr x{scale}")
 
 
 def cmd_report(args):
@@ -151,8 +167,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
     p.add_argument("--sample", help="also save the SR of the set's first image here (PNG)")
     p.add_argument("--space", default="y", choices=["y", "rgb"])
+    p.add_argument("--tile", type=int, help="score an LR image of more than N×N pixels through N×N tiles that "
+                   "overlap by the model's receptive radius, which changes no score (default 1024; 0: never)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="score the ×8 self-ensemble (\"+\"): the mean over the 8 flips/rotations of the input")
 
-    p = verb("report", cmd_report, "render reports/tables.md, tables.tex and the figures from the pipeline's outputs")
+    p = verb("upscale", cmd_upscale, "super-resolve an image, or every image of a folder, into PNGs of the same stems")
+    p.add_argument("--model", required=True,
+                   help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (runs:/ID/model, "
+                   "models:/NAME@ALIAS, ...: looked up in $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    p.add_argument("--in", dest="input", required=True, help="a PNG or BMP image, or a folder of them")
+    p.add_argument("--out", required=True, help="output folder (created; each PNG is written atomically)")
+    p.add_argument("--tile", type=int, help="LR tile side for images of more than N×N pixels "
+                   "(default 256 on CPU, 512 on CUDA; 0: whole images)")
+    p.add_argument("--overlap", type=int, help="LR pixels of context dropped around each tile (default 32)")
+    p.add_argument("--self-ensemble", action="store_true", help="average over the 8 flips/rotations (×8 time)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    p = verb("export", cmd_export, "write a trained model as one ONNX file (input and output sizes left free)")
+    p.add_argument("--model", required=True,
+                   help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (as for upscale)")
+    p.add_argument("--onnx", required=True, help="ONNX file to write (atomically)")
+
+    p = verb("report", cmd_report, "render the tables (reports/tables.md, .html, .tex and a standalone .tex) and the figures")
     p.add_argument("--config", required=True, help="pipeline config")
     p.add_argument("--out", default="reports", help="report folder (default: reports)")
 

@@ -105,6 +105,8 @@ def package_schema(name: str) -> dict:
 EXPERIMENT_SECTIONS = ("model", "loss", "sampling", "train")
 # Relative to the folder the pipeline runs in: the project folder.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# The registry's model name of an experiment, when the config's `registry.model` does not say.
+DEFAULT_REGISTERED_MODEL = "bsr-{experiment}"
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -155,8 +157,12 @@ def resolve_experiment(cfg: dict, name: str, source: str = "config") -> dict:
         "val_hr": layout.hr_dir(d, cfg["val_set"]),
         "val_lr": layout.lr_dir(d, cfg["val_set"], kind, scale),
     }
+    registry = cfg.get("registry", {})
+    model_name = registry.get("model", DEFAULT_REGISTERED_MODEL)  # null: models are logged, none registered
+    registered = model_name.replace("{experiment}", name) if model_name else None
     resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "default_uri": DEFAULT_TRACKING_URI,
-                            "experiment": cfg["name"]}
+                            "experiment": cfg["name"], "registered_model": registered,
+                            "model_alias": (registry.get("alias") or cfg["name"]) if registered else None}
     return check_experiment(resolved, f"{source}: experiments.{name}")
 
 

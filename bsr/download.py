@@ -132,7 +132,8 @@ def http_fetch(url: str, dest: Path) -> None:
             return start_over(url, dest, f"the server refused to resume from byte {have} (HTTP 416)")
         raise BsrError(f"{url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
-        raise BsrError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
+        raise BsrError(f"{url}: cannot connect ({getattr(err, 'reason', err)}); to work offline, put the file "
+                       f"there at {dest}, or point the dataset's source at a file:// copy") from None
     with response:
         length = response.headers.get("Content-Length")
         announced = int(length) if length is not None else None

@@ -10,6 +10,7 @@ import yaml
 
 from bsr import layout, plan
 from bsr.config import resolve_experiment
+from bsr.report import TABLE_FILES
 
 TRAIN_KEYS = ("name", "tracking_uri", "data_dir", "train_sets", "val_set", "defaults.model", "defaults.loss",
               "defaults.sampling", "defaults.train")
@@ -52,7 +53,7 @@ def dvc_stages(cfg: dict, config_path: str, report_dir: str = "reports") -> dict
         stages[stage_name("train", name)] = {
             "cmd": f"bsr train --config {config_path} --experiment {name} --out {run} --resume auto",
             "deps": [*data["train_lr"], *data["train_pic"], data["val_hr"], data["val_lr"]],
-            "params": [{config_path: [*TRAIN_KEYS, f"experiments.{name}",
+            "params": [{config_path: [*TRAIN_KEYS, *(["registry"] if "registry" in cfg else []), f"experiments.{name}",
                                       *([f"bases.{cfg['experiments'][name]['base']}"]
                                         if "base" in cfg["experiments"][name] else [])]}],
             "outs": [layout.run_file(d, name, f) for f in (layout.RUN_MODEL, layout.RUN_SUMMARY, layout.RUN_METRICS)],
@@ -81,7 +82,7 @@ def dvc_stages(cfg: dict, config_path: str, report_dir: str = "reports") -> dict
         "deps": [path for paths in inputs.values() for path in paths],
         "params": [{config_path: ["name", "val_set", "test_sets", "experiments",
                                   *(["bases"] if cfg.get("bases") else [])]}],
-        "outs": [f"{report_dir}/tables.md", f"{report_dir}/tables.tex",
+        "outs": [*(f"{report_dir}/{name}" for name in TABLE_FILES),
                  *[p for k, p in figures.items() if not k.startswith("pic_")]],
     }
     return stages

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 
 from bsr import BsrError, layout
-from bsr.degrade import check_size, degrade, modcrop, to_uint8, upscale_bicubic
-from bsr.files import atomic_path, check_output, read_torch_file, write_text
-from bsr.images import as_rgb, list_images, read_image, write_image
+from bsr.degrade import check_size, degrade, modcrop, upscale_bicubic
+from bsr.files import atomic_path, check_output, write_text
+from bsr.images import list_images, read_image, write_image
 from bsr.metrics import check_metric_size, psnr_ssim
 from bsr.tracking import Tracker
+from bsr.upscale import load_model_file, model_upscaler, receptive_radius
 
 
 def read_lr(lr_dir, hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
@@ -43,29 +44,6 @@ def score_set(hr_dir, scale: int, kind: str, super_resolve: Callable[[np.ndarray
         value_psnr, value_ssim = psnr_ssim(sr, hr, scale, space)
         rows.append({"image": path.stem, "psnr": value_psnr, "ssim": value_ssim})
     return pd.DataFrame(rows)
-
-
-def model_upscaler(model, device) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 LR -> uint8 SR through `model` in full fp32 (no autocast, no TF32: evaluation is exact).
-
-    A gray image goes in as R = G = B and comes out as the mean of the three output channels.
-    """
-    import torch
-
-    def super_resolve(lr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(as_rgb(lr)).to(device).permute(2, 0, 1)[None].float().div(255)
-        tf32 = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            with torch.no_grad():
-                y = model(x)[0].permute(1, 2, 0).double().cpu().numpy()
-        finally:
-            torch.backends.cudnn.allow_tf32 = tf32
-        if lr.ndim == 2:
-            y = y.mean(axis=2)
-        return to_uint8(y * 255)
-
-    return super_resolve
 
 
 def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:
@@ -98,38 +76,44 @@ def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y") -> d
     return write_scores(out_json, scores, scale=scale, kind=kind, space=space, method="Bicubic")
 
 
-MODEL_KEYS = ("model", "model_config", "scale", "degradation", "name")
-
-
 def load_trained_model(run_dir, device):
     """The final model of a `bsr train` run directory, in eval mode, with its run summary."""
-    import torch
-
-    from bsr.model import build_model
-
     run_dir = Path(run_dir)
     model_path, summary_path = run_dir / layout.RUN_MODEL, run_dir / layout.RUN_SUMMARY
     if not model_path.is_file() or not summary_path.is_file():
         raise BsrError(f"{run_dir}: not a finished training run (model.pt and train.json expected)")
-    saved = read_torch_file(model_path, "model", MODEL_KEYS)
-    model = build_model(saved["model_config"], saved["scale"]).to(device)
-    model.load_state_dict(saved["model"])
-    model.eval()
+    model, saved = load_model_file(model_path, device)
     return model, saved, json.loads(summary_path.read_text())
 
 
-def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=None, space: str = "y") -> dict:
+# Evaluation runs an LR image of up to EVAL_TILE² pixels whole, as before tiling existed: that is every image
+# of the paper's five test sets at every scale, with room to spare (their HR images are about 1 Mpx at most).
+# Larger ones go through tiles of this side; the paper model holds about 13.4 KiB per LR pixel (measured by
+# bench/upscale_memory.py), so 13 GiB for a 1024×1024 tile: a smaller GPU takes a smaller --tile.
+EVAL_TILE = 1024
+
+
+def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=None, space: str = "y",
+                 tile: int | None = None, self_ensemble: bool = False) -> dict:
     """Score a trained model on one test set; log a nested MLflow run under the training run.
 
     The summary JSON records that nested run's id, so a table built from the JSONs traces back to MLflow.
-    `sample_png` receives the SR of the set's first image (the report's visual comparison).
+    `sample_png` receives the SR of the set's first image (the report's visual comparison). An LR image of
+    more than `tile`×`tile` pixels (default EVAL_TILE) is super-resolved in tiles that overlap by the model's
+    receptive radius, so its scores are those of the whole image (0: never tiled). `self_ensemble` scores the
+    ×8 "+" variant.
     """
     import torch
 
     check_score_outputs(out_json)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, saved, run = load_trained_model(run_dir, device)
-    upscale = model_upscaler(model, device)
+    overlap, tile = receptive_radius(saved["model_config"]), EVAL_TILE if tile is None else tile
+    if tile < 0 or 0 < tile <= 2 * overlap:
+        raise BsrError(f"--tile {tile}: expected 0 (no tiling) or more than {2 * overlap} LR pixels, twice this "
+                       f"model's receptive radius")
+    upscale = model_upscaler(model, device, tile, overlap, self_ensemble)
+    variant = {"self_ensemble": True} if self_ensemble else {}
     samples = []
 
     def super_resolve(lr):
@@ -140,19 +124,22 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
 
     scores = score_set(hr_dir, saved["scale"], saved["degradation"], super_resolve, space, lr_dir=lr_dir)
     means = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean())}
-    tracker = Tracker(run["tracking_uri"], run["tracking_experiment"], f"{saved['name']}/{dataset}",
+    plus = "+" if self_ensemble else ""
+    tracker = Tracker(run["tracking_uri"], run["tracking_experiment"], f"{saved['name']}/{dataset}{plus}",
                       parent_run_id=run["mlflow_run_id"])
     try:
         tracker.log_params({"dataset": dataset, "scale": saved["scale"], "degradation": saved["degradation"],
-                            "space": space, "images": len(scores)})
+                            "space": space, "images": len(scores), **variant})
         tracker.log_metrics(means, step=0)
         if tracker.parent_run_id:
-            tracker.log_metrics({f"test_psnr_{dataset}": means["psnr"], f"test_ssim_{dataset}": means["ssim"]},
-                                step=0, run_id=tracker.parent_run_id)
+            suffix = "_self_ensemble" if self_ensemble else ""  # MLflow metric names take no "+"
+            tracker.log_metrics({f"test_psnr_{dataset}{suffix}": means["psnr"],
+                                 f"test_ssim_{dataset}{suffix}": means["ssim"]}, step=0, run_id=tracker.parent_run_id)
         if sample_png:
             write_image(sample_png, samples[0])
         summary = write_scores(out_json, scores, scale=saved["scale"], kind=saved["degradation"], space=space,
-                               method="BSR", experiment=saved["name"], dataset=dataset, mlflow_run_id=tracker.run_id)
+                               method="BSR", experiment=saved["name"], dataset=dataset, mlflow_run_id=tracker.run_id,
+                               **variant)
         tracker.log_artifact(Path(out_json).with_suffix(".csv"))
         tracker.log_artifact(out_json)
     except BaseException:

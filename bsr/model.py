@@ -16,6 +16,11 @@ Choices the paper leaves open (config keys in brackets, defaults are the paper c
 - ×2 and ×3 upsample with one conv + pixel shuffle, ×4 with two ×2 stages;
 - inputs are RGB in [0, 1] with DIV2K's mean subtracted (EDSR's MeanShift) and added back.
 `skip_connections: false` (the "w/o SC" arm) feeds only the last FMG's output to the fusion conv.
+
+`arch: edsr` builds EDSR-baseline (Lim et al. 2017) from the same parts, as the same-budget baseline: a
+shallow conv, `n_blocks` residual blocks (16) and a conv, a global residual, the same upsampler and output conv;
+no FMGs and no weighted concatenation (`n_fmg` and `skip_connections` do not apply to it). Its residual
+branches get the same depth-scaled init, so that the two networks differ in architecture only.
 """
 from __future__ import annotations
 
@@ -109,7 +114,28 @@ def scale_residual_branches(model: nn.Module, blocks: int) -> None:
             last.bias.mul_(blocks ** -0.5)
 
 
-def build_model(model_cfg: dict, scale: int) -> BSR:
+class EDSR(nn.Module):
+    def __init__(self, scale: int, n_blocks: int = 16, channels: int = 64, res_scale: float = 1.0):
+        super().__init__()
+        self.register_buffer("rgb_mean", torch.tensor(DIV2K_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.shallow = conv3x3(3, channels)
+        self.body = nn.Sequential(*(ResidualBlock(channels, res_scale) for _ in range(n_blocks)),
+                                  conv3x3(channels, channels))
+        self.upsample = upsampler(scale, channels)
+        self.to_rgb = conv3x3(channels, 3)
+        scale_residual_branches(self, n_blocks)
+
+    def forward(self, x):
+        shallow = self.shallow(x - self.rgb_mean)
+        upsampled = self.upsample(self.body(shallow) + shallow)
+        with torch.autocast(upsampled.device.type, enabled=False):  # as in BSR: an fp32 output conv
+            return self.to_rgb(upsampled.float()) + self.rgb_mean
+
+
+def build_model(model_cfg: dict, scale: int) -> nn.Module:
+    if model_cfg.get("arch", "bsr") == "edsr":
+        return EDSR(scale, n_blocks=model_cfg["n_blocks"], channels=model_cfg["channels"],
+                    res_scale=model_cfg["res_scale"])
     return BSR(scale, n_fmg=model_cfg["n_fmg"], channels=model_cfg["channels"],
                res_scale=model_cfg["res_scale"], skip_connections=model_cfg["skip_connections"])
 

@@ -48,12 +48,21 @@ def evaluate_jobs(cfg: dict) -> list[tuple[str, str]]:
     return [(name, dataset) for name in cfg["experiments"] for dataset in experiment_test_sets(cfg, name)]
 
 
+def comparison_jobs(cfg: dict) -> list[tuple[str, str]]:
+    """(experiment, dataset): the first experiment scored on each test set at each degradation and scale."""
+    jobs = {}
+    for name, dataset in evaluate_jobs(cfg):
+        jobs.setdefault((dataset, *experiment_degradation(cfg, name)), (name, dataset))
+    return list(jobs.values())
+
+
 def figure_paths(report_dir: str, cfg: dict) -> dict[str, str]:
     figures = {"training_curves": f"{report_dir}/figures/training_curves.png"}
     for dataset, kind, scale, reduce in pic_jobs(cfg):
         figures[f"pic_{dataset}_{kind}x{scale}_{reduce}"] = pic_figure(report_dir, dataset, kind, scale, reduce)
-    for dataset in dict.fromkeys(d for _, d in evaluate_jobs(cfg)):
-        figures[f"compare_{dataset}"] = f"{report_dir}/figures/compare_{dataset}.png"
+    for name, dataset in comparison_jobs(cfg):
+        kind, scale = experiment_degradation(cfg, name)
+        figures[f"compare_{dataset}_{kind}x{scale}"] = comparison_figure(report_dir, dataset, kind, scale)
     return figures
 
 
@@ -61,15 +70,24 @@ def pic_figure(report_dir: str, dataset: str, kind: str, scale, reduce: str) -> 
     return f"{report_dir}/figures/pic_{dataset}_{layout.degradation_tag(kind, scale)}-{reduce}.png"
 
 
+def comparison_figure(report_dir: str, dataset: str, kind: str, scale) -> str:
+    return f"{report_dir}/figures/compare_{dataset}_{layout.degradation_tag(kind, scale)}.png"
+
+
 def report_inputs(cfg: dict) -> dict[str, list[str]]:
     """Every file the report reads, by kind."""
     d = cfg["data_dir"]
     evaluations = [layout.eval_json(d, e, s) for e, s in evaluate_jobs(cfg)]
+    bicubic = [layout.bicubic_json(d, *job) for job in bicubic_jobs(cfg)]
     return {
         "evaluations": evaluations,
         "samples": [layout.sample_png(p) for p in evaluations],
-        "bicubic": [layout.bicubic_json(d, *job) for job in bicubic_jobs(cfg)],
+        "bicubic": bicubic,
+        # the per-image scores beside every summary: the confidence intervals and win counts resample them
+        "scores": [layout.scores_csv(p) for p in evaluations + bicubic],
         "metrics": [layout.run_file(d, e, layout.RUN_METRICS) for e in cfg["experiments"]],
+        # train.json records the iterations a run trained, which say whether its numbers can mean anything
+        "trainings": [layout.run_file(d, e, layout.RUN_SUMMARY) for e in cfg["experiments"]],
         "hr": [layout.hr_dir(d, s) for s in dict.fromkeys(s for _, s in evaluate_jobs(cfg))],
     }
 

@@ -1,7 +1,14 @@
-"""`bsr report`: the paper's tables with our measured rows, as Markdown and LaTeX, plus figures.
+"""`bsr report`: what we measured against the paper, whether each difference is real, and the paper's tables.
+
+Four tables, rendered as Markdown, an `\\input`-able LaTeX fragment (with a standalone wrapper) and HTML:
+1. reproduction: every (set, degradation, scale) we measured, our BSR and bicubic against the paper's, with
+   bootstrap intervals over the images and per-image win counts;
+2., 3. the paper's BI and BD tables, our rows ranked among the published ones on the sets the paper has;
+4. ablation: each arm against our own Baseline, image by image, beside the paper's deltas.
 
 Every measured number is read from a summary JSON that records the MLflow run it was logged to, so the
-tables and MLflow are one source. Published rows come from the paper's tables, shipped with the package.
+tables and MLflow are one source; the intervals resample the per-image CSV beside it. Published rows come
+from the paper's tables, shipped with the package.
 """
 from __future__ import annotations
 
@@ -12,47 +19,113 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+import numpy as np
+import pandas as pd
 
-from bsr import BsrError, layout
+from bsr import BsrError, layout, stats
 from bsr.config import experiment_test_sets
 from bsr.degrade import degrade, modcrop, upscale_bicubic
 from bsr.files import write_text
 from bsr.images import list_images, read_image
 from bsr.metrics import psnr
-from bsr.plan import evaluate_jobs, experiment_degradation, figure_paths
+from bsr.plan import comparison_figure, comparison_jobs, evaluate_jobs, experiment_degradation, figure_paths
 
 OURS_BICUBIC = "Bicubic (ours)"
 OURS_BSR = "BSR (ours)"
-PAPER_BICUBIC, PAPER_BSR = "Bi-cubic", "BSR"
+PAPER_BICUBIC, PAPER_BSR, PAPER_BASELINE = "Bi-cubic", "BSR", "Baseline"
 METRICS = ("psnr", "ssim")
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+DIGITS = {"psnr": 2, "ssim": 4}
 DEGRADATION_TITLES = {"BI": "bicubic (BI) degradation", "BD": "blur-downscale (BD) degradation"}
+DEGRADATIONS = {"BI": "LR = MATLAB bicubic imresize (a = −0.5, antialiased)",
+                "BD": "LR = 7×7 Gaussian blur σ = 1.6 (replicate borders), then every 3rd pixel from the 2nd"}
+# The paper states no schedule; config/config.yaml assumes EDSR's 300 epochs of 1000 iterations. A run under
+# a tenth of it is far from converged: its numbers test the pipeline, not the method.
+PAPER_ITERATIONS = 300_000
+SHORT_RUN = 0.1
+# A percentile bootstrap over fewer images than this has few distinct resamples and too narrow intervals.
+FEW_IMAGES = 10
+TABLE_FILES = ("tables.md", "tables.tex", "tables_standalone.tex", "tables.html")
 
 
 @dataclass
-class Cell:
-    value: float | None
-    rank: int | None = None      # 1: best in its column and scale, 2: second
-    flag: str | None = None      # footnote mark
-    delta: bool = False
-
-    def text(self, digits: int) -> str:
-        if self.value is None:
-            return "–"
-        return f"{self.value:+.{digits}f}" if self.delta else f"{self.value:.{digits}f}"
+class Text:
+    """One piece of a table cell, before a format's markup: a cell is a list of them, joined by " / "."""
+    text: str
+    style: str = ""  # "bold" or "underline"
+    flag: str = ""   # footnote mark
 
 
 @dataclass
 class Row:
-    label: str
-    scale: int
-    measured: bool = False
-    delta: bool = False
-    cells: dict = field(default_factory=dict)  # (dataset, metric) -> Cell
+    cells: list[list[Text]]
+    rule: bool = False  # a rule above: the row starts a block (a scale, a measured set)
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    align: str  # one LaTeX column type per column: l or r
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Scores:
+    """An evaluation: its summary JSON (the set means and the MLflow run) and the per-image CSV beside it."""
+    path: str
+    summary: dict
+    images: pd.DataFrame  # indexed by image stem: psnr, ssim
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How every interval of one report is drawn; the same seed gives the same report."""
+    resamples: int = stats.RESAMPLES
+    seed: int = stats.SEED
+    level: float = stats.LEVEL
+
+    def mean(self, a) -> tuple[float, float]:
+        return stats.bootstrap_ci(a, self.resamples, self.seed, self.level)
+
+    def paired(self, a, b) -> tuple[float, float]:
+        return stats.paired_bootstrap_ci(a, b, self.resamples, self.seed, self.level)
+
+    def note(self) -> str:
+        return (f"Intervals [a, b]: {self.level:.0%} percentile bootstrap interval over the test set's images "
+                f"({self.resamples:,} resamples, seed {self.seed}). It covers which images a set holds, not the "
+                "randomness of training (one training run per row).")
+
+
+def number(value: float, digits: int, signed: bool = False) -> str:
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return text.replace("-", "−")
+
+
+def with_interval(value: float, interval: tuple[float, float], digits: int, signed: bool = False) -> str:
+    """`+0.12 [0.08, 0.16]`"""
+    low, high = interval
+    return f"{number(value, digits, signed)} [{number(low, digits)}, {number(high, digits)}]"
+
+
+def optional(value: float | None, digits: int, signed: bool = False) -> str:
+    return "–" if value is None else number(value, digits, signed)
+
+
+def cell(*texts: str | Text) -> list[Text]:
+    return [t if isinstance(t, Text) else Text(t) for t in texts]
 
 
 def paper_rows(name: str) -> list[dict]:
     text = resources.files("bsr.paper").joinpath(name).read_text()
     return list(csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
+def paper_values(kind: str, method: str) -> dict[tuple[int, str], dict[str, float]]:
+    """(scale, dataset) -> {metric: value} of one method's row in the paper's table of one degradation."""
+    return {(int(r["scale"]), r["dataset"]): {m: float(r[m]) for m in METRICS}
+            for r in paper_rows("bsr_tables.tsv") if r["degradation"] == kind and r["method"] == method}
 
 
 def read_summary(path) -> dict:
@@ -62,122 +135,277 @@ def read_summary(path) -> dict:
     return json.loads(path.read_text())
 
 
+def read_scores(summary_json) -> Scores:
+    summary = read_summary(summary_json)
+    path = Path(layout.scores_csv(summary_json))
+    if not path.is_file():
+        raise BsrError(f"{path}: missing (the per-image scores beside {summary_json}); rerun the evaluation")
+    images = pd.read_csv(path, index_col="image")
+    if len(images) != summary["n"]:
+        raise BsrError(f"{path}: {len(images)} images, but {summary_json} averages {summary['n']}")
+    return Scores(str(summary_json), summary, images)
+
+
+def paired(a: Scores, b: Scores, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both evaluations' per-image scores, in the same image order."""
+    if set(a.images.index) != set(b.images.index):
+        raise BsrError(f"{a.path} and {b.path} score different images, so they cannot be compared image by image")
+    return a.images[metric].to_numpy(), b.images.loc[a.images.index, metric].to_numpy()
+
+
+def trained_iterations(cfg: dict, name: str) -> int:
+    return read_summary(layout.run_file(cfg["data_dir"], name, layout.RUN_SUMMARY))["iterations"]
+
+
 def main_experiments(cfg: dict) -> list[str]:
-    return [name for name, exp in cfg["experiments"].items() if "ablation" not in exp]
+    """The BSR experiments outside the ablation."""
+    return [name for name, exp in cfg["experiments"].items() if "ablation" not in exp and "method" not in exp]
 
 
-def build_table(cfg: dict, kind: str) -> tuple[list[str], list[Row], list[str], set[str]]:
-    """Rows (paper, ours, and Δ of ours against the paper's same method) for one degradation."""
+def measured_rows(cfg: dict) -> dict[str, str]:
+    """Experiment -> the label of its rows: BSR's, then the baselines trained alongside (`method`), e.g.
+    EDSR-baseline on the same data, schedule and sampler."""
+    main = main_experiments(cfg)
+    degradations = [experiment_degradation(cfg, name) for name in main]
+    # BSR's label names the experiment only where two BSR runs share a degradation and scale.
+    rows = {name: OURS_BSR if degradations.count(where) == 1 else f"{OURS_BSR}: {name}"
+            for name, where in zip(main, degradations)}
+    return rows | {name: exp["method"] for name, exp in cfg["experiments"].items() if "method" in exp}
+
+
+def listing(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def short_run_note(iterations: dict[str, int], consequence: str) -> list[str]:
+    """A note naming the runs trained for under SHORT_RUN of the paper's schedule (none when there are none)."""
+    short = {name: n for name, n in iterations.items() if n < SHORT_RUN * PAPER_ITERATIONS}
+    if not short:
+        return []
+    counts = listing(sorted(set(short.values())))
+    return [f"Too short to mean anything: {listing(short)} trained {counts} iterations, under {SHORT_RUN:.0%} of "
+            f"the paper run's {PAPER_ITERATIONS:,} ({consequence})."]
+
+
+def few_images_note(sizes: dict[str, int]) -> list[str]:
+    few = {dataset: n for dataset, n in sizes.items() if n < FEW_IMAGES}
+    if not few:
+        return []
+    return [f"{listing(f'{d} has {n} images' for d, n in few.items())}: intervals over so few images are rough "
+            "(too narrow) and a win count says little."]
+
+
+def metric_convention(spaces: set[str]) -> str:
+    space = "RGB channels" if spaces == {"rgb"} else "Y channel of BT.601 (kept as float)"
+    return (f"PSNR (dB) / SSIM on the {space}, HR cropped to a multiple of the scale s, s border pixels shaved, "
+            "mean of per-image values")
+
+
+def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
+    """One block per measured (set, degradation, scale) and experiment (BSR's, or a baseline's trained alongside):
+    ours against the paper's values."""
+    d = cfg["data_dir"]
+    table = Table("Reproduction: our BSR and bicubic against the paper",
+                  ["Test set", "Run (iterations)", "Metric", "Paper BSR", "Ours [95% CI]", "Ours − paper",
+                   "Paper bicubic", "Our bicubic", "Ours − bicubic [95% CI]", "Wins"],
+                  "lllrrrrrrr")
+    iterations, kinds, spaces, sizes, ties = {}, [], set(), {}, []
+    rows = measured_rows(cfg)
+    for name, dataset in evaluate_jobs(cfg):
+        if name not in rows:
+            continue
+        kind, scale = experiment_degradation(cfg, name)
+        iterations[name] = trained_iterations(cfg, name)
+        ours = read_scores(layout.eval_json(d, name, dataset))
+        bicubic = read_scores(layout.bicubic_json(d, dataset, kind, scale))
+        # A baseline trained here (method) has no paper value: the paper's BSR is what BSR is compared with.
+        paper_bsr = paper_values(kind, PAPER_BSR).get((scale, dataset), {}) if name in main_experiments(cfg) else {}
+        paper_bicubic = paper_values(kind, PAPER_BICUBIC).get((scale, dataset), {})
+        kinds.append(kind)
+        spaces |= {ours.summary["space"], bicubic.summary["space"]}
+        sizes[dataset] = ours.summary["n"]
+        for metric in METRICS:
+            digits, mine, theirs = DIGITS[metric], ours.summary[metric], paper_bsr.get(metric)
+            first = metric == METRICS[0]  # the block's later rows leave the set and run to the first
+            a, b = paired(ours, bicubic, metric)
+            over_bicubic = boot.paired(a, b)
+            wins, n = stats.win_rate(a, b)
+            if over_bicubic[0] <= 0 <= over_bicubic[1]:
+                ties.append(f"{name} on {dataset} {kind} ×{scale} ({METRIC_LABELS[metric]})")
+            table.rows.append(Row([
+                cell(f"{dataset} {kind} ×{scale}" if first else ""),
+                cell((f"{name} ({iterations[name]:,})" if name in main_experiments(cfg)
+                      else f"{rows[name]}: {name} ({iterations[name]:,})") if first else ""),
+                cell(METRIC_LABELS[metric]), cell(optional(theirs, digits)),
+                cell(with_interval(mine, boot.mean(a), digits)),
+                cell(optional(None if theirs is None else mine - theirs, digits, signed=True)),
+                cell(optional(paper_bicubic.get(metric), digits)), cell(number(bicubic.summary[metric], digits)),
+                cell(with_interval(mine - bicubic.summary[metric], over_bicubic, digits, signed=True)),
+                cell(f"{wins}/{n}")], rule=first))
+    if not table.rows:
+        table.notes.append("No BSR experiment outside the ablation in this config.")
+        return table
+    table.notes += [
+        f"{metric_convention(spaces)}; " + "; ".join(f"{k}: {DEGRADATIONS[k]}" for k in dict.fromkeys(kinds)) +
+        "; bicubic upsampling is MATLAB's. "
+        "“–”: the paper has no such set (or no bicubic row for it).",
+        boot.note(),
+        "Ours − bicubic (our bicubic) is paired, the same images at the same degradation and scale: its interval "
+        "is that of the mean per-image difference, and Wins counts the images where our BSR scores higher. "
+        "Ours − paper is not paired (the paper publishes set means, no per-image scores), so it gets no interval; "
+        "the interval beside our BSR is that of our mean alone.",
+        *short_run_note(iterations, "these rows show that the pipeline runs, not how well BSR does"),
+        *few_images_note(sizes),
+    ]
+    if ties:
+        table.notes.append(f"The interval of ours − bicubic includes 0 for {listing(ties)}: there our "
+                           "network is not distinguishable from bicubic.")
+    return table
+
+
+def rank_styles(values: list[float]) -> list[str]:
+    """'bold' for the best of a column, 'underline' for the second, '' for the others."""
+    ordered = sorted(set(values), reverse=True)
+    return ["bold" if v == ordered[0] else "underline" if len(ordered) > 1 and v == ordered[1] else ""
+            for v in values]
+
+
+def build_literature(cfg: dict, kind: str) -> Table:
+    """The paper's table of one degradation, with our measured rows where we tested a set it reports.
+
+    Sets the paper does not report (the demo's) stay out: a column of "–" ranks nothing, and the
+    reproduction table holds every measured set.
+    """
     d = cfg["data_dir"]
     published = [r for r in paper_rows("bsr_tables.tsv") if r["degradation"] == kind]
     flags = {(f["method"], int(f["scale"]), f["dataset"], f["metric"]): f["note"]
              for f in paper_rows("flags.tsv") if f["degradation"] == kind}
-    ours = {name: experiment_degradation(cfg, name) for name in main_experiments(cfg)}
-    ours = {name: scale for name, (k, scale) in ours.items() if k == kind}
-    scales = sorted({int(r["scale"]) for r in published} | set(ours.values()))
-    datasets = list(dict.fromkeys([r["dataset"] for r in published] +
-                                  [s for name in ours for s in experiment_test_sets(cfg, name)]))
-    rows, notes, spaces = [], [], set()
-    for scale in scales:
-        by_method: dict[str, Row] = {}
+    datasets = list(dict.fromkeys(r["dataset"] for r in published))
+    table = Table(f"The paper's table, {DEGRADATION_TITLES[kind]}: PSNR / SSIM", ["Method", "Scale", *datasets],
+                  "ll" + "r" * len(datasets))
+    footnotes, spaces, ours, elsewhere = [], set(), set(), []
+    for scale in sorted({int(r["scale"]) for r in published}):
+        block: dict[str, dict] = {}  # row label -> (dataset, metric) -> (value, footnote mark)
         for r in published:
-            if int(r["scale"]) != scale:
-                continue
-            row = by_method.setdefault(r["method"], Row(r["method"], scale))
-            for metric in METRICS:
-                note = flags.get((r["method"], scale, r["dataset"], metric))
-                mark = None
-                if note:
-                    notes.append(note)
-                    mark = "†" * len(notes)
-                row.cells[(r["dataset"], metric)] = Cell(float(r[metric]), flag=mark)
-        measured = []
-        bicubic = Row(OURS_BICUBIC, scale, measured=True)
-        for name, s in ours.items():
-            if s != scale:
-                continue
-            bsr_row = Row(OURS_BSR if len(ours) == len(set(ours.values())) else f"{OURS_BSR}: {name}", scale,
-                          measured=True)
-            for dataset in experiment_test_sets(cfg, name):
-                summary = read_summary(layout.eval_json(d, name, dataset))
-                b = read_summary(layout.bicubic_json(d, dataset, kind, scale))
-                spaces |= {summary["space"], b["space"]}
+            if int(r["scale"]) == scale:
                 for metric in METRICS:
-                    bsr_row.cells[(dataset, metric)] = Cell(summary[metric])
-                    bicubic.cells[(dataset, metric)] = Cell(b[metric])
-            measured.append(bsr_row)
-        if measured:
-            measured.insert(0, bicubic)
-        rank_columns(list(by_method.values()) + measured, datasets)
-        rows += list(by_method.values())
-        for row in measured:
-            rows.append(row)
-            delta = delta_row(row, by_method.get(PAPER_BICUBIC if row is bicubic else PAPER_BSR), datasets)
-            if any(cell.value is not None for cell in delta.cells.values()):
-                rows.append(delta)
-    return datasets, rows, notes, spaces
+                    note = flags.get((r["method"], scale, r["dataset"], metric))
+                    if note:
+                        footnotes.append(f"{'†' * (len(footnotes) + 1)} {note}")
+                    block.setdefault(r["method"], {})[(r["dataset"], metric)] = (float(r[metric]),
+                                                                                 "†" * len(footnotes) if note else "")
+        for name, label in measured_rows(cfg).items():
+            if experiment_degradation(cfg, name) != (kind, scale):
+                continue
+            for dataset in experiment_test_sets(cfg, name):
+                if dataset not in datasets:
+                    elsewhere.append(dataset)
+                    continue
+                bsr = read_summary(layout.eval_json(d, name, dataset))
+                bicubic = read_summary(layout.bicubic_json(d, dataset, kind, scale))
+                spaces |= {bsr["space"], bicubic["space"]}
+                ours |= {OURS_BICUBIC, label}
+                for metric in METRICS:
+                    block.setdefault(OURS_BICUBIC, {})[(dataset, metric)] = (bicubic[metric], "")
+                    block.setdefault(label, {})[(dataset, metric)] = (bsr[metric], "")
+        styles = {}
+        for column in [(dataset, metric) for dataset in datasets for metric in METRICS]:
+            ranked = [(label, values[column][0]) for label, values in block.items()
+                      if column in values and not values[column][1]]
+            styles |= {(label, column): style
+                       for (label, _), style in zip(ranked, rank_styles([value for _, value in ranked]))}
+        for i, (label, values) in enumerate(block.items()):
+            row = [cell(Text(label, "bold" if label in ours else "")), cell(f"×{scale}")]
+            for dataset in datasets:
+                row.append([Text(number(values[(dataset, m)][0], DIGITS[m]), styles.get((label, (dataset, m)), ""),
+                                 values[(dataset, m)][1]) for m in METRICS] if (dataset, "psnr") in values
+                           else cell("–"))
+            table.rows.append(Row(row, rule=i == 0))
+    table.notes.append(f"{metric_convention(spaces or {'y'})}; {DEGRADATIONS[kind]}. Best value of each column "
+                       "and scale in bold, second underlined; our measured rows (bold names) are ranked with the "
+                       "published ones; flagged cells are not ranked.")
+    if not ours:
+        where = f" (our {kind} sets, {listing(dict.fromkeys(elsewhere))}, are in the reproduction table)" \
+            if elsewhere else ""
+        table.notes.append(f"We measured none of these sets under {kind}{where}: this table is the paper's alone.")
+    table.notes += footnotes
+    return table
 
 
-def delta_row(row: Row, paper: Row | None, datasets: list[str]) -> Row:
-    delta = Row(f"Δ {row.label} − paper", row.scale, delta=True)
-    for dataset in datasets:
-        for metric in METRICS:
-            ours, theirs = row.cells.get((dataset, metric)), paper.cells.get((dataset, metric)) if paper else None
-            if ours and theirs and theirs.flag is None:
-                delta.cells[(dataset, metric)] = Cell(ours.value - theirs.value, delta=True)
-    return delta
-
-
-def rank_columns(rows: list[Row], datasets: list[str]) -> None:
-    """Mark the best (1) and second (2) value of every column; flagged cells are not ranked."""
-    for dataset in datasets:
-        for metric in METRICS:
-            cells = [r.cells[(dataset, metric)] for r in rows
-                     if (dataset, metric) in r.cells and r.cells[(dataset, metric)].flag is None]
-            values = sorted({c.value for c in cells}, reverse=True)
-            for cell in cells:
-                if values and cell.value == values[0]:
-                    cell.rank = 1
-                elif len(values) > 1 and cell.value == values[1]:
-                    cell.rank = 2
-
-
-def build_ablation(cfg: dict) -> tuple[list[dict], str]:
+def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
+    """Each arm against our own Baseline, image by image, beside the paper's arm − Baseline deltas."""
     d = cfg["data_dir"]
-    ours, where = {}, set()
-    for name, exp in cfg["experiments"].items():
-        if "ablation" in exp:
-            dataset = experiment_test_sets(cfg, name)[0]
-            summary = read_summary(layout.eval_json(d, name, dataset))
-            ours[exp["ablation"]] = summary["psnr"]
-            where.add(f"{dataset} ×{exp['scale']} ({exp['degradation']})")
-    rows = []
+    table = Table("Ablation: each arm against our Baseline (PSNR, dB)",
+                  ["Variant", "What changes", "Ours [95% CI]", "Ours − our Baseline [95% CI]", "Wins over Baseline",
+                   "Paper − paper Baseline"], "llrrrr")
     published = {r["variant"]: r for r in paper_rows("bsr_ablation.tsv")}
-    for variant in dict.fromkeys([*published, *ours]):
-        paper = float(published[variant]["psnr"]) if variant in published else None
-        mine = ours.get(variant)
-        rows.append({"variant": variant, "note": published.get(variant, {}).get("note", ""), "paper": paper,
-                     "ours": mine, "delta": mine - paper if mine is not None and paper is not None else None})
-    return rows, ", ".join(sorted(where)) or "not run"
+    paper_baseline = float(published[PAPER_BASELINE]["psnr"])
+    arms = {exp["ablation"]: name for name, exp in cfg["experiments"].items() if "ablation" in exp}
+    baseline = arms.get(PAPER_BASELINE)
+    if baseline:
+        # every arm is scored where the Baseline is: its first test set, at its degradation and scale
+        dataset, where = experiment_test_sets(cfg, baseline)[0], experiment_degradation(cfg, baseline)
+        base = read_scores(layout.eval_json(d, baseline, dataset))
+    iterations, ties = {}, []
+    for variant in dict.fromkeys([*published, *arms]):
+        paper, name = published.get(variant), arms.get(variant)
+        ours = [cell("–")] * 3
+        if name:
+            if baseline and (dataset not in experiment_test_sets(cfg, name) or
+                             experiment_degradation(cfg, name) != where):
+                raise BsrError(f"ablation arm {name}: not tested on {dataset} {where[0]} ×{where[1]} like the "
+                               f"{PAPER_BASELINE} arm ({baseline}); arms are compared with it image by image")
+            iterations[name] = trained_iterations(cfg, name)
+            scores = read_scores(layout.eval_json(d, name, dataset if baseline else experiment_test_sets(cfg, name)[0]))
+            ours[0] = cell(with_interval(scores.summary["psnr"], boot.mean(scores.images["psnr"]), 2))
+            if baseline and name != baseline:
+                a, b = paired(scores, base, "psnr")
+                interval, (wins, n) = boot.paired(a, b), stats.win_rate(a, b)
+                if interval[0] <= 0 <= interval[1]:
+                    ties.append(variant)
+                delta = scores.summary["psnr"] - base.summary["psnr"]
+                ours[1:] = [cell(with_interval(delta, interval, 2, signed=True)), cell(f"{wins}/{n}")]
+        paper_delta = float(paper["psnr"]) - paper_baseline if paper and variant != PAPER_BASELINE else None
+        table.rows.append(Row([cell(Text(variant, "bold" if name else "")), cell(paper["note"] if paper else ""),
+                               *ours, cell(optional(paper_delta, 2, signed=True))]))
+    if baseline:
+        table.notes += [
+            f"Our arms: {dataset} {where[0]} ×{where[1]}, each compared with our Baseline image by image (paired); "
+            "Wins counts the images where the arm beats it. The paper's deltas are against its own Baseline "
+            f"({paper_baseline:.2f} dB); it does not say which set and scale its ablation used, so its absolute "
+            "values are not comparable with ours.",
+            boot.note()]
+    else:
+        table.notes.append(f"No arm is labelled {PAPER_BASELINE}, so ours are not compared." if arms else
+                           "This config runs no ablation arm.")
+    table.notes += short_run_note(iterations, "differences between the arms are noise")
+    if ties:
+        table.notes.append(f"The interval includes 0 for {listing(ties)}: no measurable difference from our Baseline.")
+    return table
 
 
-def convention(spaces: set[str], kind: str) -> str:
-    space = "RGB channels" if spaces == {"rgb"} else "Y channel of BT.601 (kept as float)"
-    degradation = ("LR = MATLAB bicubic imresize (a = −0.5, antialiased)" if kind == "BI" else
-                   "LR = 7×7 Gaussian blur σ = 1.6 (replicate borders), then every 3rd pixel from the 2nd")
-    return (f"PSNR (dB) / SSIM on the {space}, HR cropped to a multiple of the scale, `s` border pixels shaved, "
-            f"mean of per-image values; {degradation}; bicubic rows upsample with the same MATLAB bicubic. "
-            "Best value of each column and scale in bold, second underlined; Δ rows compare our measurement "
-            "with the paper's row of the same method.")
+def tex_escape(text) -> str:
+    replacements = [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                    ("Δ", r"$\Delta$"), ("−", "$-$"), ("×", r"$\times$"), ("σ", r"$\sigma$"),
+                    ("†", r"$^\dagger$"), ("“", "``"), ("”", "''")]
+    text = str(text)
+    for old, new in replacements:
+        text = text.replace(old, new)
+    return text
+
+
+def md_escape(text) -> str:
+    """`*` (emphasis) and `|` (a cell's end) as literal characters in a Markdown table."""
+    return str(text).replace("*", r"\*").replace("|", r"\|")
 
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("bsr", "templates"), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters["tex"] = lambda s: (str(s).replace("\\", r"\textbackslash{}").replace("&", r"\&")
-                                    .replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
-                                    .replace("Δ", r"$\Delta$").replace("−", "$-$").replace("×", r"$\times$")
-                                    .replace("σ", r"$\sigma$").replace("†", r"$^\dagger$").replace("`", ""))
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             autoescape=lambda name: name is not None and ".html" in name)
+    env.filters["tex"] = tex_escape
+    env.filters["md"] = md_escape
     return env
 
 
@@ -201,12 +429,11 @@ def training_curves(cfg: dict, out_png: str) -> None:
     save_figure(fig, out_png)
 
 
-def comparison(cfg: dict, dataset: str, out_png: str) -> None:
-    """HR, bicubic and BSR crops of the set's first image, for the first experiment tested on the set."""
+def comparison(cfg: dict, name: str, dataset: str, out_png: str) -> None:
+    """HR, bicubic and BSR centre crops of the set's first image, for experiment `name`."""
     from bsr.figures import plt, save_figure
 
     d = cfg["data_dir"]
-    name = next(e for e, s in evaluate_jobs(cfg) if s == dataset)
     kind, scale = experiment_degradation(cfg, name)
     hr_path = list_images(layout.hr_dir(d, dataset))[0]
     hr = modcrop(read_image(hr_path), scale)
@@ -215,36 +442,43 @@ def comparison(cfg: dict, dataset: str, out_png: str) -> None:
     h, w = hr.shape[:2]
     size = max(16, min(h, w) // 3)
     y, x = (h - size) // 2, (w - size) // 2
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
-    panels = [("HR", hr, None), ("Bicubic", bicubic, psnr(bicubic, hr, scale)), (f"BSR ({name})", sr, psnr(sr, hr, scale))]
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.6))
+    panels = [("HR", hr, None), ("Bicubic", bicubic, psnr(bicubic, hr, scale)),
+              (f"BSR ({name})", sr, psnr(sr, hr, scale))]
     for ax, (title, img, value) in zip(axes, panels):
         ax.imshow(img[y:y + size, x:x + size], cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255,
                   interpolation="nearest")
         ax.set_title(title if value is None else f"{title}\n{value:.2f} dB", fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"{dataset}: {hr_path.name}, ×{scale} {kind}", fontsize=10)
+    fig.suptitle(f"{dataset}, {DEGRADATION_TITLES[kind]}, ×{scale}: {hr_path.name} (centre crop)", fontsize=10)
     save_figure(fig, out_png)
 
 
-def write_report(cfg: dict, report_dir="reports") -> list[str]:
-    """Render tables.md, tables.tex and the figures into `report_dir`; return the files written."""
+def write_tables(cfg: dict, report_dir="reports", resamples: int = stats.RESAMPLES,
+                 seed: int = stats.SEED) -> list[str]:
+    """Render the tables into `report_dir` (TABLE_FILES); return the files written."""
+    if resamples < stats.RESAMPLES:
+        raise BsrError(f"{resamples} bootstrap resamples: use at least {stats.RESAMPLES:,}, or the intervals' "
+                       "second decimal is resampling noise")
     report_dir = str(report_dir)
-    tables = []
-    for kind in DEGRADATION_TITLES:
-        datasets, rows, notes, spaces = build_table(cfg, kind)
-        tables.append({"kind": kind, "title": DEGRADATION_TITLES[kind], "datasets": datasets, "rows": rows,
-                       "notes": notes, "convention": convention(spaces, kind), "metrics": METRICS})
-    ablation, ablation_where = build_ablation(cfg)
-    context = {"name": cfg["name"], "tables": tables, "ablation": ablation, "ablation_where": ablation_where,
-               "figures": {k: Path(v).relative_to(report_dir).as_posix() for k, v in figure_paths(report_dir, cfg).items()}}
+    boot = Bootstrap(resamples, seed)
+    tables = [build_reproduction(cfg, boot), *(build_literature(cfg, kind) for kind in DEGRADATION_TITLES),
+              build_ablation(cfg, boot)]
+    figures = {key: Path(path).relative_to(report_dir).as_posix()
+               for key, path in figure_paths(report_dir, cfg).items()}
     env = environment()
-    written = []
-    for template, out in (("tables.md.j2", "tables.md"), ("tables.tex.j2", "tables.tex")):
-        write_text(Path(report_dir) / out, env.get_template(template).render(**context))
-        written.append(f"{report_dir}/{out}")
-    figures = figure_paths(report_dir, cfg)
-    training_curves(cfg, figures["training_curves"])
-    for dataset in dict.fromkeys(s for _, s in evaluate_jobs(cfg)):
-        comparison(cfg, dataset, figures[f"compare_{dataset}"])
-    return written + [figures["training_curves"]]
+    for out in TABLE_FILES:
+        write_text(Path(report_dir) / out, env.get_template(f"{out}.j2").render(name=cfg["name"], tables=tables,
+                                                                                 figures=figures))
+    return [f"{report_dir}/{out}" for out in TABLE_FILES]
 
+
+def write_report(cfg: dict, report_dir="reports", resamples: int = stats.RESAMPLES,
+                 seed: int = stats.SEED) -> list[str]:
+    """Render the tables and the figures into `report_dir`; return the files written."""
+    written = write_tables(cfg, report_dir, resamples, seed)
+    figures = figure_paths(str(report_dir), cfg)
+    training_curves(cfg, figures["training_curves"])
+    for name, dataset in comparison_jobs(cfg):
+        comparison(cfg, name, dataset, comparison_figure(str(report_dir), dataset, *experiment_degradation(cfg, name)))
+    return written + [path for key, path in figures.items() if not key.startswith("pic_")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -291,4 +292,7 @@ def plot_balance(lr_dir, table_dir, reduce: str, out_png, patch: int = 48, batch
     ax.set_ylabel("share of patches")
     ax.set_xticks(k)
     ax.legend()
+    # The pipeline's LR folders are <set>/<degradation tag> (data/lr/DIV2K/BIx2): the title names both.
+    lr_dir = Path(lr_dir).resolve()
+    ax.set_title(f"{lr_dir.parent.name} {lr_dir.name}: PIC of uniform crops and of RFS batches")
     save_figure(fig, out_png, dpi=120)

@@ -1,5 +1,6 @@
-"""MLflow logging. The tracking URI comes from the config, else MLFLOW_TRACKING_URI; with neither, nothing is
-logged and nothing is imported (mlflow takes seconds to import)."""
+"""MLflow logging, and the registration of trained models in the tracking store's model registry. The tracking URI
+comes from the config, else MLFLOW_TRACKING_URI; with neither, nothing is logged and nothing is imported (mlflow
+takes seconds to import)."""
 from __future__ import annotations
 
 import contextlib
@@ -53,6 +54,37 @@ def store_lock(uri: str):
     return file_lock(db.with_name(db.name + ".lock"))
 
 
+@contextlib.contextmanager
+def process_wide_store(uri: str):
+    """`uri` as MLflow's process-wide tracking and registry URI for the block, then whatever was there before,
+    $MLFLOW_TRACKING_URI and $MLFLOW_REGISTRY_URI included (mlflow.set_tracking_uri sets the variable). Model
+    logging takes no URI argument, and a model version looks its logged model up through the process-wide
+    URI: this keeps both off the user's default store, and leaves no trace for the code that runs after."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    variables = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    # Private: MLflow's getters resolve a default, and only the unset value restores "not set".
+    tracking_before, registry_before = tracking_utils._tracking_uri, registry_utils._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking_before)
+        mlflow.set_registry_uri(registry_before)
+        for name, value in variables.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# The logged model's tag that identifies its weights, so that a rerun finds the model it logged before.
+WEIGHTS_TAG = "bsr.weights_sha256"
+
+
 class Tracker:
     """One MLflow run, reopened by id on resume; a no-op when there is no tracking URI.
 
@@ -70,7 +102,8 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         with store_lock(uri):
-            self.client = MlflowClient(tracking_uri=uri)
+            # Models are registered in the tracking store itself, never in a $MLFLOW_REGISTRY_URI elsewhere.
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             self.reopened = run_id is not None and self._known(run_id, "run")
             if not self._known(parent_run_id, "parent run"):
                 self.parent_run_id = parent_run_id = None
@@ -126,6 +159,45 @@ class Tracker:
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         if self.enabled:
             self.client.log_artifact(self.run_id, str(Path(path)), artifact_path)
+
+    def log_model(self, model, weights_sha256: str, step: int, **log_model_args) -> str | None:
+        """The id of this run's logged model with these weights: logged now with mlflow.pytorch.log_model
+        (`log_model_args`: signature, input example, ...), unless an earlier call logged it already, as when the
+        pipeline reruns a finished training to rewrite its outputs."""
+        if not self.enabled:
+            return None
+        import mlflow
+        import mlflow.pytorch
+        from mlflow.entities import LoggedModelStatus
+
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        logged = self.client.search_logged_models(
+            [experiment_id], f"source_run_id = '{self.run_id}' AND tags.`{WEIGHTS_TAG}` = '{weights_sha256}'")
+        ready = [m.model_id for m in logged if m.status == LoggedModelStatus.READY]
+        if ready:
+            return ready[0]
+        # The active run gives the logged model its run and experiment; leaving the block ends the run, which
+        # `finish` then closes with the status that training ends with.
+        with process_wide_store(self.uri), mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
+            return mlflow.pytorch.log_model(model, name="model", step=step, tags={WEIGHTS_TAG: weights_sha256},
+                                            **log_model_args).model_id
+
+    def register_model(self, model_id: str, name: str, alias: str | None) -> str:
+        """models:/NAME/VERSION of the version of registered model `name` made from logged model `model_id`:
+        created unless this run registered that model already (a rerun adds no version), with `alias` moved
+        onto it, since it holds what the run folder holds now."""
+        source = f"models:/{model_id}"
+        with store_lock(self.uri), process_wide_store(self.uri):
+            versions = self.client.search_model_versions(f"name = '{name}' AND run_id = '{self.run_id}'")
+            version = next((v.version for v in versions if v.source == source), None)
+            if version is None:
+                if not self.client.search_registered_models(f"name = '{name}'"):
+                    self.client.create_registered_model(name)
+                version = self.client.create_model_version(name, source, run_id=self.run_id,
+                                                           model_id=model_id).version
+            if alias:
+                self.client.set_registered_model_alias(name, alias, version)
+        return f"models:/{name}/{version}"
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.enabled:

@@ -18,6 +18,7 @@ Rank 0 alone writes the run folder and talks to MLflow; its checkpoints hold eve
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -489,11 +490,65 @@ def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, world
                "device": str(device), "world_size": world_size,
                "engine": {key: switch(t[key], device) for key in ("amp", "channels_last", "compile")},
                "mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
-               "tracking_experiment": tracker.experiment}
-    # Nothing of this session goes into the file: rewriting a finished run gives the same bytes, so DVC and
-    # Snakemake do not rerun the evaluations downstream.
+               "tracking_experiment": tracker.experiment, "mlflow_model_uri": log_final_model(cfg, model, tracker)}
+    # Nothing of this session goes into the file: rewriting a finished run gives the same bytes (the MLflow model
+    # too, which a rerun finds rather than logs again), so DVC and Snakemake do not rerun the evaluations
+    # downstream.
     write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_text(out_dir / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
     for name in (CONFIG, FINAL_MODEL, METRICS):
         tracker.log_artifact(out_dir / name)
     return {**summary, "seconds_this_session": seconds}
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A digest of every tensor of the state dict, by name: equal for equal weights, whatever the device."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_input_example(cfg: dict) -> np.ndarray:
+    """Two 16×24 crops (the second mirrored) of the first LR training image, float32 NCHW in [0, 1]: a batch
+    above 1 and unequal sides, so that torch.export leaves batch, height and width free rather than fixing one
+    to the example's size or tying height to width. A smaller image is repeated (wrapped) to that size."""
+    from bsr.images import as_rgb, list_images, read_image
+
+    lr = as_rgb(read_image(list_images(cfg["data"]["train_lr"][0])[0]))
+    crop = np.pad(lr, ((0, 16), (0, 24), (0, 0)), mode="wrap")[:16, :24]
+    return (np.stack([crop, crop[:, ::-1]]).transpose(0, 3, 1, 2) / 255).astype(np.float32)
+
+
+def log_final_model(cfg: dict, model, tracker: Tracker) -> str | None:
+    """The trained network in MLflow: logged on the training's run, and registered as a version of
+    `tracking.registered_model` under `tracking.model_alias` when the config names one. Returns the models:/ URI
+    of that version (else of the logged model), or None when nothing is tracked.
+
+    MLflow saves it as a torch.export program ("pt2", its default but with a Databricks URI), which loads
+    without bsr installed and without unpickling code, for float32 RGB NCHW in [0, 1] of any batch size, height and width; the output is
+    RGB at `scale` times the height and width, which a tensor signature cannot say (the model's metadata does).
+    It is a float32 CPU copy, so that it loads on machines without a GPU."""
+    if not tracker.enabled:
+        return None
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    network = build_model(cfg["model"], cfg["scale"])
+    network.load_state_dict(model.state_dict())
+    network.eval()
+    images = Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1))])
+    model_id = tracker.log_model(
+        network, weights_sha256(network), step=cfg["train"]["iterations"],
+        serialization_format="pt2", signature=ModelSignature(inputs=images, outputs=images),
+        input_example=model_input_example(cfg),
+        metadata={"scale": cfg["scale"], "degradation": cfg["degradation"], "experiment": cfg["name"],
+                  "input": "float32 RGB NCHW in [0, 1]",
+                  "output": f"float32 RGB NCHW at x{cfg['scale']} the height and width, about [0, 1]"},
+        # The program needs torch alone; naming it spares MLflow inferring requirements in a subprocess.
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    name = cfg.get("tracking", {}).get("registered_model")
+    if name is None:
+        return f"models:/{model_id}"
+    return tracker.register_model(model_id, name, cfg["tracking"].get("model_alias"))

@@ -4,10 +4,11 @@
 munge key and socket, slurm.conf, state, logs and pid files; the ports are free ones. One thing lives outside
 it: /etc/slurm/slurm.conf links to its config while the cluster runs, because the executor's job step drops
 SLURM_CONF before it calls srun (snakemake-executor-plugin-slurm issue #164), so srun finds only the default
-path. A machine with its own /etc/slurm/slurm.conf is therefore left alone: the cluster does not start there. The node offers 2 CPUs and
-2 generic `gpu` GRES (/dev/null and /dev/zero stand in for their devices): jobs are scheduled as on a GPU node, and the code runs on the CPU.
-Job status is read with `squeue`: MinJobAge is an hour, so finished jobs stay visible to it, and no slurmdbd or
-database is needed. The daemons are stopped when the context ends, pass or fail.
+path. A machine with its own /etc/slurm/slurm.conf is therefore left alone: the cluster does not start there.
+The node offers 2 CPUs and 2 generic `gpu` GRES (/dev/null and /dev/zero stand in for their devices): jobs are
+scheduled as on a GPU node, and the code runs on the CPU. Job status is read with `squeue`: MinJobAge is an
+hour, so finished jobs stay visible to it, and no slurmdbd or database is needed. The daemons are stopped
+when the context ends, pass or fail.
 """
 from __future__ import annotations
 

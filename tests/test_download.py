@@ -132,6 +132,16 @@ def bmp_bytes(path) -> bytes:
     return buffer.getvalue()
 
 
+def test_no_network_says_where_to_put_the_file_to_work_offline(shared_data, tmp_path):
+    from bsr.download import cache_path
+
+    url = "http://127.0.0.1:9/benchmark.tar.gz"  # the discard port: nothing listens there
+    with pytest.raises(BsrError, match="cannot connect") as err:
+        fetch(tmp_path, url)
+    assert f"put the file there at {cache_path(url, tmp_path / 'cache')}" in str(err.value)
+    assert "file://" in str(err.value) and no_dataset(tmp_path)
+
+
 def test_download_verifies_and_records_the_checksum(server, shared_data, tmp_path):
     Handler.files["/set5.zip"] = set5_zip(shared_data)
     assert fetch(tmp_path, f"{server}/set5.zip") == 5

@@ -70,3 +70,18 @@ def test_loss_terms_and_ablation_arms_are_configs():
     assert resolve_experiment(cfg, "ablation_wo_sc")["model"]["skip_connections"] is False
     with pytest.raises(BsrError, match="loss.p"):
         check_loss_config({**base, "p": 1.5, "l2": 1.0})
+
+
+def test_edsr_baseline_matches_the_published_size_and_needs_its_depth():
+    """EDSR-baseline (16 blocks, 64 channels): 1.37M parameters at x2 as published, 1.52M at x4."""
+    from bsr.config import check_experiment
+
+    cfg = resolve_experiment(load_yaml(REPO / "config" / "config.yaml"), "BI_x2")
+    edsr = {**cfg["model"], "arch": "edsr", "n_blocks": 16}
+    params = {scale: model_info(build_model(edsr, scale))["params"] for scale in (2, 4)}
+    assert 1.36e6 < params[2] < 1.38e6 and 1.51e6 < params[4] < 1.53e6, params
+    with torch.no_grad():
+        assert build_model(edsr, 2)(torch.rand(1, 3, 12, 12)).shape == (1, 3, 24, 24)
+    without_depth = {**cfg, "model": {**cfg["model"], "arch": "edsr"}}
+    with pytest.raises(BsrError, match="n_blocks"):
+        check_experiment(without_depth, "edsr experiment")

@@ -76,7 +76,7 @@ def test_demo_on_slurm_reports_a_failed_job_resumes_and_equals_the_local_run(clu
         assert (project / "reports" / table).read_text() == (local_project / "reports" / table).read_text()
 
     # The GPU mapping: training and evaluation jobs asked SLURM for a GPU, the data jobs did not.
-    listing = subprocess.run(["squeue", "--states", "all", "--noheader", "--Format", "TresPerJob:60 ,Comment:300"],
+    listing = subprocess.run(["squeue", "--states", "all", "--noheader", "--Format", "tres-per-job:60 ,comment:300"],
                              env=cluster, capture_output=True, text=True, check=True).stdout
     gres = {}
     for line in listing.splitlines():
