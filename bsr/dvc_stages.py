@@ -51,9 +51,11 @@ def dvc_stages(cfg: dict, config_path: str, report_dir: str = "reports") -> dict
     for name in cfg["experiments"]:
         data, run = resolve_experiment(cfg, name)["data"], layout.run_dir(d, name)
         stages[stage_name("train", name)] = {
-            "cmd": f"bsr train --config {config_path} --experiment {name} --out {run} --resume auto",
+            "cmd": f"{plan.train_launcher(cfg, name)} train --config {config_path} --experiment {name} --out {run} "
+                   "--resume auto",
             "deps": [*data["train_lr"], *data["train_pic"], data["val_hr"], data["val_lr"]],
-            "params": [{config_path: [*TRAIN_KEYS, *(["registry"] if "registry" in cfg else []), f"experiments.{name}",
+            "params": [{config_path: [*TRAIN_KEYS, *(["registry"] if "registry" in cfg else []),
+                                      f"experiments.{name}",
                                       *([f"bases.{cfg['experiments'][name]['base']}"]
                                         if "base" in cfg["experiments"][name] else [])]}],
             "outs": [layout.run_file(d, name, f) for f in (layout.RUN_MODEL, layout.RUN_SUMMARY, layout.RUN_METRICS)],

@@ -11,6 +11,18 @@ def experiment_degradation(cfg: dict, name: str) -> tuple[str, int]:
     return exp["degradation"], exp["scale"]
 
 
+def train_gpus(cfg: dict, name: str) -> int:
+    """The GPUs a training takes: train.gpus, or none for a training configured onto the CPU."""
+    train = resolve_experiment(cfg, name)["train"]
+    return 0 if train["device"] == "cpu" else train["gpus"]
+
+
+def train_launcher(cfg: dict, name: str) -> str:
+    """`bsr` itself, or torchrun starting one `bsr` per GPU (bsr.train runs DDP under torchrun)."""
+    gpus = resolve_experiment(cfg, name)["train"]["gpus"]
+    return "bsr" if gpus == 1 else f"torchrun --standalone --nproc-per-node {gpus} --no-python bsr"
+
+
 def degrade_jobs(cfg: dict) -> list[tuple[str, str, int]]:
     """(dataset, kind, scale) for every LR set some experiment trains, validates or tests on."""
     jobs = []

@@ -25,18 +25,6 @@ def train_inputs(w):
 TRAIN_RESOURCES = config.get("resources", {}).get("train", {})
 
 
-def train_gpus(w) -> int:
-    """The GPUs a training takes: train.gpus, or none for a training configured onto the CPU."""
-    train = resolve_experiment(config, w.experiment)["train"]
-    return 0 if train["device"] == "cpu" else train["gpus"]
-
-
-def train_launcher(w) -> str:
-    """`bsr` itself, or torchrun starting one `bsr` per GPU (bsr.train runs DDP under torchrun)."""
-    gpus = resolve_experiment(config, w.experiment)["train"]["gpus"]
-    return "bsr" if gpus == 1 else f"torchrun --standalone --nproc-per-node {gpus} --no-python bsr"
-
-
 rule train:
     input:
         unpack(train_inputs),
@@ -46,10 +34,10 @@ rule train:
         metrics=layout.run_file(D, "{experiment}", layout.RUN_METRICS),
     params:
         run_dir=lambda w: layout.run_dir(D, w.experiment),
-        launcher=train_launcher,
+        launcher=lambda w: plan.train_launcher(config, w.experiment),
     threads: TRAIN_RESOURCES.get("threads", 4)
     resources:
-        gpu=train_gpus,
+        gpu=lambda w: plan.train_gpus(config, w.experiment),
         mem_mb=TRAIN_RESOURCES.get("mem_mb", 16000),
         runtime=TRAIN_RESOURCES.get("runtime", 1440),
     log:
