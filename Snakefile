@@ -1,14 +1,15 @@
-"""BSR reproduction: download -> degrade -> pic -> train -> evaluate / bicubic -> report.
+"""BSR reproduction: download -> degrade -> pic -> experiment_config -> train -> evaluate / bicubic -> report.
 
 Default config: the paper run (config/config.yaml). `--configfile FILE` replaces it (it is not merged into
-it). Every rule calls a `bsr` verb or function; the jobs come from bsr.plan, derived from the config alone.
+it). Every job is a record of the stage table (bsr.stages), which dvc.yaml serialises too: each rule takes
+its inputs, outputs, log, resources and `bsr` command line from there.
 """
 from snakemake.utils import min_version
 
 import sys
 
-from bsr import BsrError, layout, plan
-from bsr.config import check_config_files
+from bsr import BsrError, layout, stages
+from bsr.config import check_config_files, snakemake_config_path
 
 min_version("9.0")
 
@@ -20,6 +21,7 @@ if not workflow.config_settings.configfiles:
 # The schema is bsr/schemas/config.schema.yaml (workflow/schemas/ links to it); errors name the key.
 try:
     check_config_files(config, workflow.configfiles)
+    CONFIG_PATH = snakemake_config_path(workflow.configfiles, workflow.config_settings.config)
 except BsrError as err:
     sys.exit(f"bsr: error: {err}")  # one line, not Snakemake's stack of bsr's frames
 
@@ -28,8 +30,10 @@ if workflow.non_local_exec and workflow.global_resources.get("gpu").value is not
     print(f"WARNING: --resources gpu={workflow.global_resources.get('gpu').value} limits the GPU jobs running at "
           "once on the whole cluster; pass --workflow-profile none to lift it (README, Cluster)", file=sys.stderr)
 
-D = config["data_dir"]
-REPORTS = "reports"
+# Every rule runs its job's command line, its output going to the job's log.
+JOB_SHELL = "{params.cmd} > {log:q} 2>&1"
+# The software of every rule: the conda mirror of pyproject.toml (used with --software-deployment-method conda).
+ENV = "../envs/bsr.yaml"  # relative to the rule files
 
 
 # Jobs that need no compute node run on the submitting host under a cluster executor: downloads need the
@@ -52,9 +56,7 @@ wildcard_constraints:
 rule all:
     default_target: True
     input:
-        f"{REPORTS}/tables.md",
-        f"{REPORTS}/tables.tex",
-        plan.figure_paths(REPORTS, config).values(),
+        stages.targets(config),
 
 
 include: "workflow/rules/data.smk"

@@ -27,7 +27,7 @@ def cmd_degrade(args):
 def cmd_eval_bicubic(args):
     from bsr.evaluate import eval_bicubic
 
-    print(json.dumps(eval_bicubic(args.hr, args.scale, args.kind, args.out, args.space)))
+    print(json.dumps(eval_bicubic(args.hr, args.scale, args.kind, args.out, args.space, args.sample)))
 
 
 def cmd_pic(args):
@@ -50,6 +50,13 @@ def cmd_model_info(args):
 
     info = model_info(build_model(experiment_from_file(args.config, args.experiment)["model"], args.scale))
     print(f"conv_layers={info['conv_layers']} params={info['params']}")
+
+
+def cmd_experiment_config(args):
+    from bsr.config import load_pipeline, resolve_experiment, write_experiment
+
+    write_experiment(resolve_experiment(load_pipeline(args.config), args.experiment, args.config), args.out)
+    print(f"wrote {args.out}")
 
 
 def cmd_train(args):
@@ -88,17 +95,18 @@ def cmd_report(args):
     from bsr.config import load_pipeline
     from bsr.report import write_report
 
-    for path in write_report(load_pipeline(args.config), args.out):
+    for path in write_report(load_pipeline(args.config), args.config, args.out):
         print(f"wrote {path}")
 
 
 def cmd_dvc_yaml(args):
     from bsr.config import load_pipeline
-    from bsr.dvc_stages import dvc_yaml
+    from bsr.dvc_stages import dvc_yaml, dvc_yaml_path
     from bsr.files import write_text
 
-    write_text(args.out, dvc_yaml(load_pipeline(args.config), args.config))
-    print(f"wrote {args.out}")
+    out = args.out or dvc_yaml_path(args.config)
+    write_text(out, dvc_yaml(load_pipeline(args.config), args.config))
+    print(f"wrote {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     degradation_args(p)
     p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
     p.add_argument("--space", default="y", choices=["y", "rgb"], help="PSNR/SSIM on BT.601 Y (default) or RGB")
+    p.add_argument("--sample", help="also save the bicubic upscale of the set's first image here (PNG)")
 
     p = verb("pic", cmd_pic, "precompute PIC summed-area tables of LR training images (.npy per image)")
     p.add_argument("--lr", required=True, help="directory of LR images")
@@ -151,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="pipeline config (config/config.yaml) or experiment config")
     p.add_argument("--experiment", help="which experiment of a pipeline config (default: the first)")
     p.add_argument("--scale", required=True, type=int, choices=[2, 3, 4])
+
+    p = verb("experiment-config", cmd_experiment_config,
+             "write one experiment of a pipeline config, resolved (defaults and base merged, data paths added)")
+    p.add_argument("--config", required=True, help="pipeline config")
+    p.add_argument("--experiment", required=True, help="the experiment's key in the config")
+    p.add_argument("--out", required=True, help="experiment config to write (what `bsr train --config` reads)")
 
     p = verb("train", cmd_train, "train one experiment")
     p.add_argument("--config", required=True, help="experiment config, or pipeline config with --experiment")
@@ -189,13 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (as for upscale)")
     p.add_argument("--onnx", required=True, help="ONNX file to write (atomically)")
 
-    p = verb("report", cmd_report, "render the tables (reports/tables.md, .html, .tex and a standalone .tex) and the figures")
+    p = verb("report", cmd_report, "render the tables (tables.md, .html, .tex and a standalone .tex) and the figures")
     p.add_argument("--config", required=True, help="pipeline config")
-    p.add_argument("--out", default="reports", help="report folder (default: reports)")
+    p.add_argument("--out", help="report folder (default: reports/<the config's name>)")
 
     p = verb("dvc-yaml", cmd_dvc_yaml, "generate dvc.yaml from a pipeline config (the same DAG as Snakemake)")
-    p.add_argument("--config", required=True, help="pipeline config, named as dvc.yaml should name it")
-    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--config", required=True, help="pipeline config, relative to the project folder")
+    p.add_argument("--out", help="default: dvc.yaml for config/config.yaml, else config/<stem>/dvc.yaml")
     return parser
 
 

@@ -139,17 +139,21 @@ def experiment_test_sets(cfg: dict, name: str) -> list[str]:
     return experiment_entry(cfg, name).get("test_sets", cfg["test_sets"])
 
 
-def resolve_experiment(cfg: dict, name: str, source: str = "config") -> dict:
-    """One experiment of a pipeline config, merged over `defaults`, with its data paths: what `bsr train` reads."""
+def resolve_experiment(cfg: dict, name: str, source: str = "config", keys: list | None = None) -> dict:
+    """One experiment of a pipeline config, merged over `defaults`, with its data paths: what `bsr train` reads.
+    `keys` receives the config keys read (that exist), as dotted paths: dvc.yaml's params of the experiment."""
     from bsr import layout
 
+    read = [] if keys is None else keys
     if name not in cfg["experiments"]:
         raise BsrError(f"{source}: no experiment {name!r} (have: {', '.join(cfg['experiments'])})")
     exp = experiment_entry(cfg, name, source)
+    read += [f"experiments.{name}", *([f"bases.{exp['base']}"] if "base" in exp else [])]
     d, scale, kind = cfg["data_dir"], exp.get("scale"), exp.get("degradation")
     resolved = {"name": name, "scale": scale, "degradation": kind}
     for section in EXPERIMENT_SECTIONS:
         resolved[section] = deep_merge(cfg["defaults"][section], exp.get(section, {}))
+        read.append(f"defaults.{section}")
     resolved["data"] = {
         "train_hr": [layout.hr_dir(d, s) for s in cfg["train_sets"]],
         "train_lr": [layout.lr_dir(d, s, kind, scale) for s in cfg["train_sets"]],
@@ -157,12 +161,14 @@ def resolve_experiment(cfg: dict, name: str, source: str = "config") -> dict:
         "val_hr": layout.hr_dir(d, cfg["val_set"]),
         "val_lr": layout.lr_dir(d, cfg["val_set"], kind, scale),
     }
+    read += ["data_dir", "train_sets", "val_set"]
     registry = cfg.get("registry", {})
     model_name = registry.get("model", DEFAULT_REGISTERED_MODEL)  # null: models are logged, none registered
     registered = model_name.replace("{experiment}", name) if model_name else None
     resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "default_uri": DEFAULT_TRACKING_URI,
                             "experiment": cfg["name"], "registered_model": registered,
                             "model_alias": (registry.get("alias") or cfg["name"]) if registered else None}
+    read += ["name", *(key for key in ("tracking_uri", "registry") if key in cfg)]
     return check_experiment(resolved, f"{source}: experiments.{name}")
 
 
@@ -224,6 +230,20 @@ def check_config_files(cfg: dict, paths) -> dict:
     for path in paths:
         load_yaml(path)
     return check_pipeline(cfg, " and ".join(map(str, paths)) or "config")
+
+
+def snakemake_config_path(configfiles, overrides, cwd=".") -> str:
+    """The config file of a Snakemake run, as the jobs name it: every job runs a `bsr` verb that reads the file
+    itself (as under DVC), so the file must hold the whole config."""
+    if overrides:
+        raise BsrError(f"--config {' '.join(f'{k}=...' for k in overrides)}: the jobs read the config file, which "
+                       "would not have this value; put it in a copy of the config and pass that with --configfile")
+    if len(configfiles) != 1:
+        raise BsrError(f"{len(configfiles)} config files ({', '.join(map(str, configfiles))}): pass one "
+                       "--configfile; the jobs read the file, and bsr does not merge several")
+    path = Path(configfiles[0]).absolute()
+    cwd = Path(cwd).absolute()
+    return path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else str(path)
 
 
 def load_pipeline(path) -> dict:

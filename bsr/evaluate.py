@@ -70,9 +70,26 @@ def check_score_outputs(out_json) -> None:
     check_output(out_json.with_suffix(".csv"))
 
 
-def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y") -> dict:
+def keeping_first(upscale):
+    """`upscale`, and the list its first output lands in: the SR of a set's first image, which the report's
+    visual comparison shows."""
+    kept = []
+
+    def run(lr):
+        sr = upscale(lr)
+        if not kept:
+            kept.append(sr)
+        return sr
+    return run, kept
+
+
+def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y", sample_png=None) -> dict:
+    """Score the bicubic upscale of a test set; `sample_png` receives that of its first image."""
     check_score_outputs(out_json)
-    scores = score_set(hr_dir, scale, kind, lambda lr: upscale_bicubic(lr, scale), space)
+    upscale, samples = keeping_first(lambda lr: upscale_bicubic(lr, scale))
+    scores = score_set(hr_dir, scale, kind, upscale, space)
+    if sample_png:
+        write_image(sample_png, samples[0])
     return write_scores(out_json, scores, scale=scale, kind=kind, space=space, method="Bicubic")
 
 
@@ -112,17 +129,9 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
     if tile < 0 or 0 < tile <= 2 * overlap:
         raise BsrError(f"--tile {tile}: expected 0 (no tiling) or more than {2 * overlap} LR pixels, twice this "
                        f"model's receptive radius")
-    upscale = model_upscaler(model, device, tile, overlap, self_ensemble)
+    upscale, samples = keeping_first(model_upscaler(model, device, tile, overlap, self_ensemble))
     variant = {"self_ensemble": True} if self_ensemble else {}
-    samples = []
-
-    def super_resolve(lr):
-        sr = upscale(lr)
-        if sample_png and not samples:
-            samples.append(sr)
-        return sr
-
-    scores = score_set(hr_dir, saved["scale"], saved["degradation"], super_resolve, space, lr_dir=lr_dir)
+    scores = score_set(hr_dir, saved["scale"], saved["degradation"], upscale, space, lr_dir=lr_dir)
     means = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean())}
     plus = "+" if self_ensemble else ""
     tracker = Tracker(run["tracking_uri"], run["tracking_experiment"], f"{saved['name']}/{dataset}{plus}",

@@ -11,6 +11,8 @@ RUN_METRICS = "metrics.csv"
 RUN_CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "config.yaml"
 RUN_LOCK = ".lock"
+# The paper's config, which every report lists its own config's differences from.
+PAPER_CONFIG = "config/config.yaml"
 
 
 def hr_dir(data_dir, dataset: str) -> str:
@@ -42,9 +44,10 @@ def run_dir(data_dir, experiment: str) -> str:
     return str(P(data_dir) / "runs" / experiment)
 
 
-def eval_json(data_dir, experiment: str, dataset: str) -> str:
-    """The summary; beside it `scores_csv` (per image) and `sample_png` (the SR of the set's first image)."""
-    return str(P(data_dir) / "eval" / experiment / f"{dataset}.json")
+def eval_json(data_dir, experiment: str, dataset: str, self_ensemble: bool = False) -> str:
+    """The summary; beside it `scores_csv` (per image) and `sample_png` (the SR of the set's first image).
+    The ×8 self-ensemble's is `<dataset>+.json`, the literature's "+"."""
+    return str(P(data_dir) / "eval" / experiment / f"{dataset}{'+' if self_ensemble else ''}.json")
 
 
 def bicubic_json(data_dir, dataset: str, kind: str, scale: int) -> str:
@@ -62,3 +65,14 @@ def sample_png(summary_json: str) -> str:
 def run_file(data_dir, experiment: str, name: str) -> str:
     """A file of a training run: one of the RUN_* names."""
     return str(P(run_dir(data_dir, experiment)) / name)
+
+
+def report_dir(config_name: str) -> str:
+    """Each config's report folder: configs never overwrite each other's tables."""
+    return f"reports/{config_name}"
+
+
+def report_tables(report_folder: str) -> dict[str, str]:
+    """The table files of a report, by format."""
+    return {f"tables_{fmt}": f"{report_folder}/tables{suffix}"
+            for fmt, suffix in (("md", ".md"), ("tex", ".tex"), ("standalone", "_standalone.tex"), ("html", ".html"))}

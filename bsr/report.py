@@ -23,15 +23,14 @@ import numpy as np
 import pandas as pd
 
 from bsr import BsrError, layout, stats
-from bsr.config import experiment_test_sets
-from bsr.degrade import degrade, modcrop, upscale_bicubic
+from bsr.config import experiment_entry, experiment_test_sets, flatten, load_pipeline
 from bsr.files import write_text
 from bsr.images import list_images, read_image
-from bsr.metrics import psnr
-from bsr.plan import comparison_figure, comparison_jobs, evaluate_jobs, experiment_degradation, figure_paths
+from bsr.stages import comparison_jobs, experiment_degradation, figure_paths, report_inputs
 
 OURS_BICUBIC = "Bicubic (ours)"
 OURS_BSR = "BSR (ours)"
+SELF_ENSEMBLE = "+"  # the literature's mark of the ×8 self-ensemble: "BSR+ (ours)"
 PAPER_BICUBIC, PAPER_BSR, PAPER_BASELINE = "Bi-cubic", "BSR", "Baseline"
 METRICS = ("psnr", "ssim")
 METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
@@ -45,7 +44,8 @@ PAPER_ITERATIONS = 300_000
 SHORT_RUN = 0.1
 # A percentile bootstrap over fewer images than this has few distinct resamples and too narrow intervals.
 FEW_IMAGES = 10
-TABLE_FILES = ("tables.md", "tables.tex", "tables_standalone.tex", "tables.html")
+# Values listed where a config differs from the paper's; the rest are counted.
+CONFIG_DIFFERENCES = 12
 
 
 @dataclass
@@ -162,15 +162,34 @@ def main_experiments(cfg: dict) -> list[str]:
     return [name for name, exp in cfg["experiments"].items() if "ablation" not in exp and "method" not in exp]
 
 
-def measured_rows(cfg: dict) -> dict[str, str]:
-    """Experiment -> the label of its rows: BSR's, then the baselines trained alongside (`method`), e.g.
-    EDSR-baseline on the same data, schedule and sampler."""
+@dataclass(frozen=True)
+class Measured:
+    """A row label of ours: an experiment, scored plain or as its ×8 self-ensemble."""
+    name: str
+    label: str
+    self_ensemble: bool = False
+
+    def eval_json(self, cfg: dict, dataset: str) -> str:
+        return layout.eval_json(cfg["data_dir"], self.name, dataset, self.self_ensemble)
+
+
+def measured_rows(cfg: dict) -> list[Measured]:
+    """Our rows: BSR's, then the baselines trained alongside (`method`), e.g. EDSR-baseline on the same data,
+    schedule and sampler; then the self-ensembles of those with self_ensemble: true ("BSR+ (ours)")."""
     main = main_experiments(cfg)
     degradations = [experiment_degradation(cfg, name) for name in main]
     # BSR's label names the experiment only where two BSR runs share a degradation and scale.
-    rows = {name: OURS_BSR if degradations.count(where) == 1 else f"{OURS_BSR}: {name}"
-            for name, where in zip(main, degradations)}
-    return rows | {name: exp["method"] for name, exp in cfg["experiments"].items() if "method" in exp}
+    rows = [Measured(name, OURS_BSR if degradations.count(where) == 1 else f"{OURS_BSR}: {name}")
+            for name, where in zip(main, degradations)]
+    rows += [Measured(name, exp["method"]) for name, exp in cfg["experiments"].items() if "method" in exp]
+    return rows + [Measured(row.name, plus_label(row.label), True) for row in rows
+                   if experiment_entry(cfg, row.name).get("self_ensemble")]
+
+
+def plus_label(label: str) -> str:
+    """"BSR (ours)" -> "BSR+ (ours)": the mark goes on the method's name."""
+    method, space, rest = label.partition(" (")
+    return f"{method}{SELF_ENSEMBLE}{space}{rest}"
 
 
 def listing(items) -> str:
@@ -211,16 +230,16 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
                    "Paper bicubic", "Our bicubic", "Ours − bicubic [95% CI]", "Wins"],
                   "lllrrrrrrr")
     iterations, kinds, spaces, sizes, ties = {}, [], set(), {}, []
-    rows = measured_rows(cfg)
-    for name, dataset in evaluate_jobs(cfg):
-        if name not in rows:
-            continue
+    plain = main_experiments(cfg)
+    for row, dataset in [(row, s) for row in measured_rows(cfg) for s in experiment_test_sets(cfg, row.name)]:
+        name = row.name
         kind, scale = experiment_degradation(cfg, name)
         iterations[name] = trained_iterations(cfg, name)
-        ours = read_scores(layout.eval_json(d, name, dataset))
+        ours = read_scores(row.eval_json(cfg, dataset))
         bicubic = read_scores(layout.bicubic_json(d, dataset, kind, scale))
-        # A baseline trained here (method) has no paper value: the paper's BSR is what BSR is compared with.
-        paper_bsr = paper_values(kind, PAPER_BSR).get((scale, dataset), {}) if name in main_experiments(cfg) else {}
+        # A baseline trained here (method), or a self-ensemble, has no paper value: the paper publishes BSR alone.
+        paper_bsr = paper_values(kind, PAPER_BSR).get((scale, dataset), {}) \
+            if name in plain and not row.self_ensemble else {}
         paper_bicubic = paper_values(kind, PAPER_BICUBIC).get((scale, dataset), {})
         kinds.append(kind)
         spaces |= {ours.summary["space"], bicubic.summary["space"]}
@@ -235,8 +254,8 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
                 ties.append(f"{name} on {dataset} {kind} ×{scale} ({METRIC_LABELS[metric]})")
             table.rows.append(Row([
                 cell(f"{dataset} {kind} ×{scale}" if first else ""),
-                cell((f"{name} ({iterations[name]:,})" if name in main_experiments(cfg)
-                      else f"{rows[name]}: {name} ({iterations[name]:,})") if first else ""),
+                cell((f"{name} ({iterations[name]:,})" if name in plain and not row.self_ensemble
+                      else f"{row.label}: {name} ({iterations[name]:,})") if first else ""),
                 cell(METRIC_LABELS[metric]), cell(optional(theirs, digits)),
                 cell(with_interval(mine, boot.mean(a), digits)),
                 cell(optional(None if theirs is None else mine - theirs, digits, signed=True)),
@@ -255,6 +274,9 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
         "is that of the mean per-image difference, and Wins counts the images where our BSR scores higher. "
         "Ours − paper is not paired (the paper publishes set means, no per-image scores), so it gets no interval; "
         "the interval beside our BSR is that of our mean alone.",
+        *([f"Rows marked {SELF_ENSEMBLE} (e.g. BSR+): the same network scored as the mean of its outputs over the 8 flips and "
+           "rotations of the input (EDSR's self-ensemble); the paper publishes no such results."]
+          if any(row.self_ensemble for row in measured_rows(cfg)) else []),
         *short_run_note(iterations, "these rows show that the pipeline runs, not how well BSR does"),
         *few_images_note(sizes),
     ]
@@ -295,14 +317,15 @@ def build_literature(cfg: dict, kind: str) -> Table:
                         footnotes.append(f"{'†' * (len(footnotes) + 1)} {note}")
                     block.setdefault(r["method"], {})[(r["dataset"], metric)] = (float(r[metric]),
                                                                                  "†" * len(footnotes) if note else "")
-        for name, label in measured_rows(cfg).items():
-            if experiment_degradation(cfg, name) != (kind, scale):
+        for row in measured_rows(cfg):
+            label = row.label
+            if experiment_degradation(cfg, row.name) != (kind, scale):
                 continue
-            for dataset in experiment_test_sets(cfg, name):
+            for dataset in experiment_test_sets(cfg, row.name):
                 if dataset not in datasets:
                     elsewhere.append(dataset)
                     continue
-                bsr = read_summary(layout.eval_json(d, name, dataset))
+                bsr = read_summary(row.eval_json(cfg, dataset))
                 bicubic = read_summary(layout.bicubic_json(d, dataset, kind, scale))
                 spaces |= {bsr["space"], bicubic["space"]}
                 ours |= {OURS_BICUBIC, label}
@@ -430,21 +453,21 @@ def training_curves(cfg: dict, out_png: str) -> None:
 
 
 def comparison(cfg: dict, name: str, dataset: str, out_png: str) -> None:
-    """HR, bicubic and BSR centre crops of the set's first image, for experiment `name`."""
+    """HR, bicubic and BSR centre crops of the set's first image, for experiment `name`: the samples and
+    per-image scores that the bicubic and evaluate jobs wrote beside their summaries."""
     from bsr.figures import plt, save_figure
 
     d = cfg["data_dir"]
     kind, scale = experiment_degradation(cfg, name)
     hr_path = list_images(layout.hr_dir(d, dataset))[0]
-    hr = modcrop(read_image(hr_path), scale)
-    bicubic = upscale_bicubic(degrade(hr, scale, kind), scale)
-    sr = read_image(layout.sample_png(layout.eval_json(d, name, dataset)))
-    h, w = hr.shape[:2]
+    panels = [("HR", read_image(hr_path), None)]
+    for title, summary in [("Bicubic", layout.bicubic_json(d, dataset, kind, scale)),
+                           (f"BSR ({name})", layout.eval_json(d, name, dataset))]:
+        panels.append((title, read_image(layout.sample_png(summary)), read_scores(summary).images.loc[hr_path.stem, "psnr"]))
+    h, w = panels[1][1].shape[:2]  # the samples are of the HR image cropped to a multiple of the scale
     size = max(16, min(h, w) // 3)
     y, x = (h - size) // 2, (w - size) // 2
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.6))
-    panels = [("HR", hr, None), ("Bicubic", bicubic, psnr(bicubic, hr, scale)),
-              (f"BSR ({name})", sr, psnr(sr, hr, scale))]
     for ax, (title, img, value) in zip(axes, panels):
         ax.imshow(img[y:y + size, x:x + size], cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255,
                   interpolation="nearest")
@@ -454,31 +477,75 @@ def comparison(cfg: dict, name: str, dataset: str, out_png: str) -> None:
     save_figure(fig, out_png)
 
 
-def write_tables(cfg: dict, report_dir="reports", resamples: int = stats.RESAMPLES,
+def config_differences(cfg: dict, config_path: str) -> list[str]:
+    """Which config the report is of, and each value where it differs from the paper's config."""
+    if Path(config_path) == Path(layout.PAPER_CONFIG):
+        return [f"Config: {config_path} ({cfg['name']}), the paper config."]
+    # both as checked (defaults filled, bases merged): differences in effect, not in spelling
+    paper_cfg = load_pipeline(layout.PAPER_CONFIG)
+    paper, ours, changed = {}, {}, []
+    for section in ("datasets", "experiments"):  # entries of one config only: their names, not every value
+        if set(paper_cfg[section]) != set(cfg[section]):
+            paper[section], ours[section] = ", ".join(paper_cfg[section]), ", ".join(cfg[section])
+            changed.append(section)
+    shared = {section: set(paper_cfg[section]) & set(cfg[section]) for section in ("datasets", "experiments")}
+
+    def leaves(config):
+        return {key: value for key, value in flatten(config).items()
+                if key.split(".")[0] not in shared or key.split(".")[1] in shared[key.split(".")[0]]}
+    paper_leaves, our_leaves = leaves(paper_cfg), leaves(cfg)
+    paper |= paper_leaves
+    ours |= our_leaves
+    changed += [key for key in dict.fromkeys([*paper_leaves, *our_leaves])
+                if paper_leaves.get(key, "∅") != our_leaves.get(key, "∅")]
+
+    def shown(key, values):
+        return "∅" if key not in values else str(values[key]) if len(str(values[key])) <= 60 \
+            else str(values[key])[:57] + "..."
+    listed = [f"{key}: {shown(key, paper)} → {shown(key, ours)}" for key in changed[:CONFIG_DIFFERENCES]]
+    more = f"; and {len(changed) - CONFIG_DIFFERENCES} more" if len(changed) > CONFIG_DIFFERENCES else ""
+    return [f"Config: {config_path} ({cfg['name']}). It differs from the paper config ({layout.PAPER_CONFIG}) in "
+            f"{len(changed)} values (paper → this; ∅: absent): {'; '.join(listed)}{more}."]
+
+
+def check_inputs(cfg: dict, config_path: str) -> None:
+    """All the report reads is what the stage table lists for it; name what is missing before writing anything."""
+    missing = [p for paths in report_inputs(cfg, config_path).values() for p in paths if not Path(p).exists()]
+    if missing:
+        raise BsrError(f"{listing(missing[:5])}{' and more' if len(missing) > 5 else ''}: missing; run the "
+                       "pipeline stages that write them first")
+
+
+def write_tables(cfg: dict, config_path: str, report_dir: str | None = None, resamples: int = stats.RESAMPLES,
                  seed: int = stats.SEED) -> list[str]:
-    """Render the tables into `report_dir` (TABLE_FILES); return the files written."""
+    """Render the tables into `report_dir` (default: the config's, layout.report_dir); return the files written."""
     if resamples < stats.RESAMPLES:
         raise BsrError(f"{resamples} bootstrap resamples: use at least {stats.RESAMPLES:,}, or the intervals' "
                        "second decimal is resampling noise")
-    report_dir = str(report_dir)
+    default_dir = layout.report_dir(cfg["name"])
+    report_dir = str(report_dir or default_dir)
     boot = Bootstrap(resamples, seed)
     tables = [build_reproduction(cfg, boot), *(build_literature(cfg, kind) for kind in DEGRADATION_TITLES),
               build_ablation(cfg, boot)]
-    figures = {key: Path(path).relative_to(report_dir).as_posix()
-               for key, path in figure_paths(report_dir, cfg).items()}
+    figures = {key: Path(path).relative_to(default_dir).as_posix() for key, path in figure_paths(cfg).items()}
     env = environment()
-    for out in TABLE_FILES:
-        write_text(Path(report_dir) / out, env.get_template(f"{out}.j2").render(name=cfg["name"], tables=tables,
-                                                                                 figures=figures))
-    return [f"{report_dir}/{out}" for out in TABLE_FILES]
+    written = layout.report_tables(report_dir)
+    for path in written.values():
+        write_text(path, env.get_template(f"{Path(path).name}.j2").render(
+            name=cfg["name"], about=config_differences(cfg, config_path), tables=tables, figures=figures))
+    return list(written.values())
 
 
-def write_report(cfg: dict, report_dir="reports", resamples: int = stats.RESAMPLES,
+def write_report(cfg: dict, config_path: str, report_dir: str | None = None, resamples: int = stats.RESAMPLES,
                  seed: int = stats.SEED) -> list[str]:
-    """Render the tables and the figures into `report_dir`; return the files written."""
-    written = write_tables(cfg, report_dir, resamples, seed)
-    figures = figure_paths(str(report_dir), cfg)
+    """Render the tables and the figures into `report_dir` (default: the config's); return the files written."""
+    check_inputs(cfg, config_path)
+    written = write_tables(cfg, config_path, report_dir, resamples, seed)
+    default_dir = layout.report_dir(cfg["name"])
+    figures = {key: str(Path(report_dir or default_dir) / Path(path).relative_to(default_dir))
+               for key, path in figure_paths(cfg).items() if not key.startswith("pic_")}
     training_curves(cfg, figures["training_curves"])
     for name, dataset in comparison_jobs(cfg):
-        comparison(cfg, name, dataset, comparison_figure(str(report_dir), dataset, *experiment_degradation(cfg, name)))
-    return written + [path for key, path in figures.items() if not key.startswith("pic_")]
+        kind, scale = experiment_degradation(cfg, name)
+        comparison(cfg, name, dataset, figures[f"compare_{dataset}_{kind}x{scale}"])
+    return written + list(figures.values())

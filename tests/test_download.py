@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from bsr import BsrError, download, plan
+from bsr import BsrError, download, stages
 from bsr.config import check_pipeline
 from bsr.download import Member, cache_path, copy_member, download_dataset, sha256_file, sha256_folder
 from tests.conftest import command_env, project_copy, tiny_pipeline_config
@@ -417,8 +417,8 @@ def test_manual_source_checks_the_placed_images_and_their_digest(shared_data, tm
 
 def test_download_args_for_manual_sources_and_max_bytes():
     cfg = {"data_dir": "data", "datasets": {"Manga109": {"source": "manual", "images": 109, "max_bytes": 10}}}
-    assert plan.download_args(cfg, "Manga109") == \
-        "--name Manga109 --source manual://data/manual/Manga109 --images 109 --max-bytes 10"
+    assert stages.download_args(cfg, "Manga109") == \
+        ["--name", "Manga109", "--source", "manual://data/manual/Manga109", "--images", "109", "--max-bytes", "10"]
 
 
 def test_config_schema_takes_manual_sources_and_max_bytes(shared_data):

@@ -1,5 +1,5 @@
-"""Real DVC in a temporary git repo: the generated dvc.yaml runs, reruns only what changed, and round-trips
-through a local remote."""
+"""Real DVC in a temporary git repo: the committed demo pipeline runs as Snakemake runs it, reruns only what
+changed, and round-trips through a local remote."""
 import hashlib
 import re
 import shutil
@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import REPO, command_env, tiny_pipeline_config
+from tests.conftest import REPO, command_env
 
 
 def run(cwd, *cmd):
@@ -25,59 +25,77 @@ def dvc(cwd, *args):
 
 
 def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+    """The stages a `dvc repro` ran, without the "config/demo/dvc.yaml:" of a pipeline outside the root."""
+    return set(re.findall(r"Running stage '(?:[^':]*:)?([^']+)'", output))
 
 
-def outs_digest(root) -> dict[str, str]:
-    """sha256 of every file of every stage output that dvc.yaml declares."""
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values()
-    paths = [root / out for stage in stages for out in stage.get("outs", [])]
+def outs_digest(root, dvc_yaml: str) -> dict[str, str]:
+    """sha256 of every file of every stage output that a dvc.yaml declares (paths relative to its stages' wdir)."""
+    stages = yaml.safe_load((root / dvc_yaml).read_text())["stages"].values()
+    paths = [(root / dvc_yaml).parent / stage.get("wdir", ".") / out for stage in stages for out in stage["outs"]]
     files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+    return {str(f.resolve().relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files
+            if f.is_file()}
 
 
 @pytest.mark.slow
-def test_dvc_reruns_exactly_what_changed_and_round_trips_a_remote(shared_data, tmp_path):
+def test_dvc_runs_the_demo_as_snakemake_does_reruns_exactly_what_changed_and_round_trips_a_remote(
+        demo_run, tmp_path):
+    """The committed config/demo/dvc.yaml, in a fresh git repo: the README's `dvc repro` of the demo."""
     project = tmp_path / "project"
-    project.mkdir()
+    (project / "config").mkdir(parents=True)
     run(project, "git", "init", "-q")
     run(project, "git", "config", "user.email", "t@example.org")
     run(project, "git", "config", "user.name", "t")
     dvc(project, "init", "-q")
     shutil.copy(REPO / ".gitignore", project / ".gitignore")  # data/ and reports/ are git-ignored, as here
-    cfg = tiny_pipeline_config(shared_data)
-    (project / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    run(project, "bsr", "dvc-yaml", "--config", "tiny.yaml")
-
-    first = stages_run(dvc(project, "repro"))
-    assert {"download_T91", "download_Set5", "degrade_T91_BIx2", "pic_T91_BIx2_sum", "train_BI_x2",
-            "evaluate_BI_x2_Set5", "bicubic_Set5_BDx3", "report"} <= first
-    assert (project / "reports" / "tables.md").is_file() and (project / "dvc.lock").is_file()
+    for name in ("config.yaml", "demo.yaml", "demo/dvc.yaml"):
+        (project / "config" / name).parent.mkdir(exist_ok=True)
+        shutil.copy(REPO / "config" / name, project / "config" / name)
+    pipeline = "config/demo/dvc.yaml"
 
     start = time.perf_counter()
-    assert stages_run(dvc(project, "repro")) == set()
+    first = stages_run(dvc(project, "repro", pipeline))
+    print(f"dvc repro of the demo: {time.perf_counter() - start:.0f} s")
+    assert {"download_demo_train", "degrade_demo_train_BIx2", "pic_demo_train_BIx2_sum", "experiment_config_BI_x2",
+            "train_BI_x2", "evaluate_BI_x2_demo_test", "evaluate_self_ensemble_BI_x2_demo_test",
+            "bicubic_demo_test_BDx3", "report"} <= first
+    snakemake_project, _ = demo_run
+    for table in ("tables.md", "tables.tex"):
+        assert (project / "reports" / "bsr-demo" / table).read_text() == \
+            (snakemake_project / "reports" / "bsr-demo" / table).read_text(), f"{table}: DVC and Snakemake differ"
+
+    start = time.perf_counter()
+    assert stages_run(dvc(project, "repro", pipeline)) == set()
     print(f"no-op dvc repro: {time.perf_counter() - start:.2f} s")
 
+    config = project / "config" / "demo.yaml"
+    cfg = yaml.safe_load(config.read_text())
     cfg["experiments"]["BD_x3"]["train"] = {"lr": 5e-4}
-    (project / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert stages_run(dvc(project, "repro")) == {"train_BD_x3", "evaluate_BD_x3_Set5", "report"}
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert stages_run(dvc(project, "repro", pipeline)) == {"experiment_config_BD_x3", "train_BD_x3",
+                                                           "evaluate_BD_x3_demo_test", "report"}
 
-    # DVC deletes a stage's outputs before rerunning it: finished trainings rewrite them from their checkpoints.
-    trained = outs_digest(project)
-    cfg["defaults"]["train"]["log_every"] = 2
-    (project / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert stages_run(dvc(project, "repro")) == {f"train_{name}" for name in cfg["experiments"]}
-    assert outs_digest(project) == trained  # the same model, metric history and summary: nothing retrained
+    # DVC deletes a stage's outputs before rerunning it: a finished training rewrites them from its checkpoint.
+    def trainings():
+        return {path: digest for path, digest in outs_digest(project, pipeline).items() if "/runs/" in path}
+    trained = trainings()
+    cfg["experiments"]["BD_x3"]["train"]["log_every"] = 10
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert stages_run(dvc(project, "repro", pipeline)) == {"experiment_config_BD_x3", "train_BD_x3",
+                                                           "evaluate_BD_x3_demo_test", "report"}
+    assert trainings() == trained  # the same models, metric histories and summaries: nothing retrained
 
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "pipeline")
     dvc(project, "remote", "add", "-d", "local", str(tmp_path / "remote"))
     dvc(project, "push")
-    before = outs_digest(project)
-    assert len(before) > 80 and "reports/tables.md" in before and "data/runs/BI_x2/model.pt" in before
+    before = outs_digest(project, pipeline)
+    assert len(before) > 60 and "reports/bsr-demo/tables.md" in before
+    assert "data/demo/runs/BI_x2/model.pt" in before
     shutil.rmtree(project / ".dvc" / "cache")
     for folder in ["data", "reports"]:
         shutil.rmtree(project / folder)
     dvc(project, "pull")
-    assert outs_digest(project) == before
-    assert stages_run(dvc(project, "repro")) == set()
+    assert outs_digest(project, pipeline) == before
+    assert stages_run(dvc(project, "repro", pipeline)) == set()

@@ -24,7 +24,7 @@ from bsr.degrade import to_uint8, upscale_bicubic
 from bsr.evaluate import eval_bicubic, score_set, write_scores
 from bsr.report import write_report, write_tables
 from bsr.stats import bootstrap_ci, paired_bootstrap_ci, win_rate
-from tests.conftest import tiny_pipeline_config
+from tests.conftest import command_env, tiny_pipeline_config
 
 # Unsharp-mask strength per experiment of tiny_pipeline_config, and the iterations its train.json records:
 # BD_x3 is a short run (under a tenth of the paper's 300,000), the others are not.
@@ -145,7 +145,7 @@ def interval_text(value: float, interval: tuple[float, float], digits: int, sign
 
 
 def test_reproduction_table_shows_ours_paper_and_bicubic_with_intervals_and_wins(evaluated, tmp_path):
-    write_tables(evaluated, tmp_path)
+    write_tables(evaluated, "tiny.yaml", tmp_path)
     md = (tmp_path / "tables.md").read_text()
     d = evaluated["data_dir"]
     bsr = json.loads(open(layout.eval_json(d, "BI_x2", "Set5")).read())
@@ -169,7 +169,7 @@ def test_reproduction_table_shows_ours_paper_and_bicubic_with_intervals_and_wins
 
 
 def test_literature_table_ranks_our_rows_only_on_the_sets_we_measured(evaluated, tmp_path):
-    write_tables(evaluated, tmp_path)
+    write_tables(evaluated, "tiny.yaml", tmp_path)
     md = (tmp_path / "tables.md").read_text()
     bicubic = json.loads(open(layout.bicubic_json(evaluated["data_dir"], "Set5", "BI", 2)).read())
     row = next(line for line in md.splitlines() if line.startswith("| **Bicubic (ours)** | ×2 |"))
@@ -181,7 +181,7 @@ def test_literature_table_ranks_our_rows_only_on_the_sets_we_measured(evaluated,
 
 
 def test_ablation_compares_each_arm_with_our_baseline_image_by_image(evaluated, tmp_path):
-    write_tables(evaluated, tmp_path)
+    write_tables(evaluated, "tiny.yaml", tmp_path)
     md = (tmp_path / "tables.md").read_text()
     d = evaluated["data_dir"]
     arm = per_image(evaluated, layout.eval_json(d, "ablation_wo_rfs", "Set5"))
@@ -203,7 +203,7 @@ def test_an_arm_no_different_from_the_baseline_is_said_to_be_so(evaluated, tmp_p
     shutil.copytree(evaluated["data_dir"], cfg["data_dir"], symlinks=True)
     write_evaluation(cfg, "ablation_wo_rfs", "Set5", score_experiment(cfg, "ablation_wo_rfs", "Set5",
                                                                       SHARPEN["ablation_baseline"]))
-    write_tables(cfg, tmp_path / "reports")
+    write_tables(cfg, "tiny.yaml", tmp_path / "reports")
     md = (tmp_path / "reports" / "tables.md").read_text()
     assert "| +0.00 [0.00, 0.00] | 0/5 | −0.05 |" in md
     assert "The interval includes 0 for w/o RFS: no measurable difference from our Baseline." in md
@@ -215,20 +215,20 @@ def test_evaluations_of_different_images_are_not_paired(evaluated, tmp_path):
     scores = score_experiment(cfg, "ablation_wo_rfs", "Set5", 0.3)
     write_evaluation(cfg, "ablation_wo_rfs", "Set5", scores[scores["image"] != "bird"])
     with pytest.raises(BsrError, match="score different images"):
-        write_tables(cfg, tmp_path / "reports")
+        write_tables(cfg, "tiny.yaml", tmp_path / "reports")
 
 
 def test_tables_are_deterministic_for_a_seed_and_refuse_too_few_resamples(evaluated, tmp_path):
-    first = [Path(path).read_text() for path in write_tables(evaluated, tmp_path / "a")]
-    again = [Path(path).read_text() for path in write_tables(evaluated, tmp_path / "b")]
-    other = Path(write_tables(evaluated, tmp_path / "c", seed=1)[0]).read_text()
+    first = [Path(path).read_text() for path in write_tables(evaluated, "tiny.yaml", tmp_path / "a")]
+    again = [Path(path).read_text() for path in write_tables(evaluated, "tiny.yaml", tmp_path / "b")]
+    other = Path(write_tables(evaluated, "tiny.yaml", tmp_path / "c", seed=1)[0]).read_text()
     assert first == again and other != first[0] and "seed 1" in other
     with pytest.raises(BsrError, match="at least 10,000"):
-        write_tables(evaluated, tmp_path / "d", resamples=1000)
+        write_tables(evaluated, "tiny.yaml", tmp_path / "d", resamples=1000)
 
 
 def test_latex_is_a_fragment_and_html_holds_every_table(evaluated, tmp_path):
-    write_tables(evaluated, tmp_path)
+    write_tables(evaluated, "tiny.yaml", tmp_path)
     tex = (tmp_path / "tables.tex").read_text()
     assert r"\documentclass" not in tex and tex.count(r"\begin{tabular}") == 4 and r"\toprule" in tex
     assert r"\textbf{Bicubic (ours)} & $\times$2" in tex
@@ -265,7 +265,7 @@ def compile_standalone(report_dir) -> set[str]:
 def test_standalone_latex_compiles_with_type1_fonts_and_notes_as_wide_as_the_table(evaluated, tmp_path):
     if not shutil.which("pdflatex"):
         pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile reports/tables_standalone.tex")
-    write_tables(evaluated, tmp_path)
+    write_tables(evaluated, "tiny.yaml", tmp_path)
     assert compile_standalone(tmp_path) == {"Type1"}
     log = (tmp_path / "tables_standalone.log").read_text()
     assert "Overfull" not in log
@@ -279,9 +279,29 @@ def test_demo_report_renders_in_under_five_seconds(demo_run, tmp_path, monkeypat
     monkeypatch.chdir(project)
     cfg = load_pipeline("config/demo.yaml")
     start = time.perf_counter()
-    write_report(cfg, str(tmp_path / "reports"))
+    write_report(cfg, "config/demo.yaml", str(tmp_path / "reports"))
     seconds = time.perf_counter() - start
     print(f"demo report: {seconds:.2f} s")
     assert seconds < 5
     md = (tmp_path / "reports" / "tables.md").read_text()
     assert "| demo_test BI ×2 | BI_x2 (300) | PSNR (dB) | – |" in md and "differences between the arms are noise" in md
+    assert "| demo_test BI ×2 | BSR+ (ours): BI_x2 (300) | PSNR (dB) | – |" in md
+
+
+@pytest.mark.slow
+def test_the_report_reads_only_the_inputs_the_stage_table_lists(demo_run, tmp_path):
+    """`bsr report` in a folder holding nothing but its job's inputs writes what it writes in the demo."""
+    from bsr import stages
+    from bsr.config import load_pipeline
+
+    project, _ = demo_run
+    job = stages.job(load_pipeline(project / "config" / "demo.yaml"), "config/demo.yaml", "report", {})
+    for path in [p for value in job.inputs.values() for p in ([value] if isinstance(value, str) else value)]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (project / path).is_dir() else shutil.copy)(project / path, tmp_path / path)
+    subprocess.run(job.args, cwd=tmp_path, check=True, capture_output=True, env=command_env())
+    for path in job.outputs.values():
+        if path.endswith((".md", ".tex", ".html")):
+            assert (tmp_path / path).read_text() == (project / path).read_text(), path
+        else:
+            assert (tmp_path / path).stat().st_size > 1000, path

@@ -7,13 +7,18 @@ from bsr.download import manual_problems
 for problem in manual_problems(config):
     print(f"WARNING: {problem}", file=sys.stderr)
 
+DOWNLOAD = stages.rule_job(config, CONFIG_PATH, "download")
+DOWNLOAD_OUT, DOWNLOAD_LOG = stages.rule_paths(config, "download")
+
 
 rule download:
     output:
-        directory(layout.hr_dir(D, "{dataset}")),
-    params:
-        args=lambda w: plan.download_args(config, w.dataset),
+        directory(DOWNLOAD_OUT["hr"]),
     log:
-        f"{D}/logs/download/{{dataset}}.log",
+        DOWNLOAD_LOG,
+    params:
+        cmd=lambda w: DOWNLOAD(w).command,
+    conda:
+        ENV
     shell:
-        "bsr download {params.args} --lock {D}/datasets.lock --cache {D}/downloads --out {output} 2> {log}"
+        JOB_SHELL

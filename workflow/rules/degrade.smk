@@ -1,9 +1,17 @@
+DEGRADE = stages.rule_job(config, CONFIG_PATH, "degrade")
+DEGRADE_OUT, DEGRADE_LOG = stages.rule_paths(config, "degrade")
+
+
 rule degrade:
     input:
-        layout.hr_dir(D, "{dataset}"),
+        unpack(lambda w: DEGRADE(w).inputs),
     output:
-        directory(layout.lr_dir(D, "{dataset}", "{kind}", "{scale}")),
+        directory(DEGRADE_OUT["lr"]),
     log:
-        f"{D}/logs/degrade/{{dataset}}_{{kind}}x{{scale}}.log",
+        DEGRADE_LOG,
+    params:
+        cmd=lambda w: DEGRADE(w).command,
+    conda:
+        ENV
     shell:
-        "bsr degrade --hr {input} --out {output} --scale {wildcards.scale} --kind {wildcards.kind} 2> {log}"
+        JOB_SHELL

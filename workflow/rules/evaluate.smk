@@ -1,41 +1,52 @@
-def evaluation_inputs(w):
-    kind, scale = plan.experiment_degradation(config, w.experiment)
-    return {
-        "model": layout.run_file(D, w.experiment, layout.RUN_MODEL),
-        "summary": layout.run_file(D, w.experiment, layout.RUN_SUMMARY),
-        # Snakemake does not rebuild a missing model for an evaluation that looks up to date: a training
-        # killed after its outputs were deleted would leave the old tables in place. The experiment file,
-        # rewritten whenever the experiment changes, makes the evaluation (and so the training) rerun.
-        "experiment": layout.experiment_config(D, w.experiment),
-        "hr": layout.hr_dir(D, w.dataset),
-        "lr": layout.lr_dir(D, w.dataset, kind, scale),
-    }
+EVALUATE = stages.rule_job(config, CONFIG_PATH, "evaluate")
+EVALUATE_OUT, EVALUATE_LOG = stages.rule_paths(config, "evaluate")
+EVALUATE_SELF_ENSEMBLE = stages.rule_job(config, CONFIG_PATH, "evaluate_self_ensemble")
+EVALUATE_SELF_ENSEMBLE_OUT, EVALUATE_SELF_ENSEMBLE_LOG = stages.rule_paths(config, "evaluate_self_ensemble")
+BICUBIC = stages.rule_job(config, CONFIG_PATH, "bicubic")
+BICUBIC_OUT, BICUBIC_LOG = stages.rule_paths(config, "bicubic")
 
 
 rule evaluate:
     input:
-        unpack(evaluation_inputs),
+        unpack(lambda w: EVALUATE(w).inputs),
     output:
-        summary=layout.eval_json(D, "{experiment}", "{dataset}"),
-        scores=layout.scores_csv(layout.eval_json(D, "{experiment}", "{dataset}")),
-        sample=layout.sample_png(layout.eval_json(D, "{experiment}", "{dataset}")),
-    params:
-        run_dir=lambda w: layout.run_dir(D, w.experiment),
+        **EVALUATE_OUT,
     log:
-        f"{D}/logs/evaluate/{{experiment}}_{{dataset}}.log",
+        EVALUATE_LOG,
+    params:
+        cmd=lambda w: EVALUATE(w).command,
+    conda:
+        ENV
     shell:
-        "bsr evaluate --run {params.run_dir} --hr {input.hr} --lr {input.lr} --dataset {wildcards.dataset} "
-        "--out {output.summary} --sample {output.sample} > {log} 2>&1"
+        JOB_SHELL
+
+
+# The ×8 self-ensemble ("+") of experiments with self_ensemble: true: the report's "BSR+ (ours)" rows.
+rule evaluate_self_ensemble:
+    input:
+        unpack(lambda w: EVALUATE_SELF_ENSEMBLE(w).inputs),
+    output:
+        **EVALUATE_SELF_ENSEMBLE_OUT,
+    log:
+        EVALUATE_SELF_ENSEMBLE_LOG,
+    params:
+        cmd=lambda w: EVALUATE_SELF_ENSEMBLE(w).command,
+    conda:
+        ENV
+    shell:
+        JOB_SHELL
 
 
 rule bicubic:
     input:
-        layout.hr_dir(D, "{dataset}"),
+        unpack(lambda w: BICUBIC(w).inputs),
     output:
-        summary=layout.bicubic_json(D, "{dataset}", "{kind}", "{scale}"),
-        scores=layout.scores_csv(layout.bicubic_json(D, "{dataset}", "{kind}", "{scale}")),
+        **BICUBIC_OUT,
     log:
-        f"{D}/logs/bicubic/{{dataset}}_{{kind}}x{{scale}}.log",
+        BICUBIC_LOG,
+    params:
+        cmd=lambda w: BICUBIC(w).command,
+    conda:
+        ENV
     shell:
-        "bsr eval-bicubic --hr {input} --scale {wildcards.scale} --kind {wildcards.kind} "
-        "--out {output.summary} > {log} 2>&1"
+        JOB_SHELL

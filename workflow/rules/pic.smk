@@ -1,17 +1,18 @@
+PIC = stages.rule_job(config, CONFIG_PATH, "pic")
+PIC_OUT, PIC_LOG = stages.rule_paths(config, "pic")
+
+
 rule pic:
     input:
-        layout.lr_dir(D, "{dataset}", "{kind}", "{scale}"),
+        unpack(lambda w: PIC(w).inputs),
     output:
-        tables=directory(layout.pic_dir(D, "{dataset}", "{kind}", "{scale}", "{reduce}")),
-        plot=report(
-            plan.pic_figure(REPORTS, "{dataset}", "{kind}", "{scale}", "{reduce}"),
-            caption="../report/pic.rst",
-            category="PIC balance",
-        ),
-    params:
-        patch=config["defaults"]["sampling"]["patch"],
+        tables=directory(PIC_OUT["tables"]),
+        plot=report(PIC_OUT["plot"], caption="../report/pic.rst", category="PIC balance"),
     log:
-        f"{D}/logs/pic/{{dataset}}_{{kind}}x{{scale}}-{{reduce}}.log",
+        PIC_LOG,
+    params:
+        cmd=lambda w: PIC(w).command,
+    conda:
+        ENV
     shell:
-        "bsr pic --lr {input} --out {output.tables} --reduce {wildcards.reduce} "
-        "--plot {output.plot} --patch {params.patch} 2> {log}"
+        JOB_SHELL

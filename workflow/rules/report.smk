@@ -1,22 +1,26 @@
-from bsr.report import write_report
-
-
-FIGURES = plan.figure_paths(REPORTS, config)
+REPORT = stages.rule_job(config, CONFIG_PATH, "report")
+REPORT_OUT, REPORT_LOG = stages.rule_paths(config, "report")
 
 
 rule report:
     input:
-        **plan.report_inputs(config),
+        unpack(lambda w: REPORT(w).inputs),
     output:
-        tables_md=f"{REPORTS}/tables.md",
-        tables_tex=f"{REPORTS}/tables.tex",
-        tables_standalone=f"{REPORTS}/tables_standalone.tex",
-        tables_html=report(f"{REPORTS}/tables.html", caption="../report/tables.rst", category="Tables"),
-        curves=report(FIGURES["training_curves"], caption="../report/curves.rst", category="Training"),
+        tables_md=REPORT_OUT["tables_md"],
+        tables_tex=REPORT_OUT["tables_tex"],
+        tables_standalone=REPORT_OUT["tables_standalone"],
+        tables_html=report(REPORT_OUT["tables_html"], caption="../report/tables.rst", category="Tables"),
+        curves=report(REPORT_OUT["training_curves"], caption="../report/curves.rst", category="Training"),
         comparisons=[
             report(path, caption="../report/compare.rst", category="Visual comparison")
-            for key, path in FIGURES.items()
+            for key, path in REPORT_OUT.items()
             if key.startswith("compare_")
         ],
-    run:
-        write_report(config, REPORTS)
+    log:
+        REPORT_LOG,
+    params:
+        cmd=lambda w: REPORT(w).command,
+    conda:
+        ENV
+    shell:
+        JOB_SHELL

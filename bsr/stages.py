@@ -1,0 +1,302 @@
+"""The stage table: every job of the pipeline, described once, from the config and bsr.layout alone.
+
+A job is one record: its stage (the Snakemake rule), its wildcards, the `bsr` argument list, its inputs,
+outputs and log, its resources, and the config keys it reads. The Snakemake rules (workflow/rules/*.smk) and
+dvc.yaml (bsr.dvc_stages) only serialise these records, so the two engines run the same commands on the same
+files, and the experiment matrix is written down once, in the config.
+
+Outputs and logs depend on a job's wildcards alone (Snakemake matches files against them), so `paths` also
+gives the rules their patterns: called with "{dataset}" for a wildcard, it returns the pattern.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from bsr import BsrError, layout
+from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment
+
+# The rules, in the order the data flows through them, and their wildcards.
+STAGES = {"download": ("dataset",), "degrade": ("dataset", "kind", "scale"),
+          "pic": ("dataset", "kind", "scale", "reduce"), "experiment_config": ("experiment",),
+          "train": ("experiment",), "evaluate": ("experiment", "dataset"),
+          "evaluate_self_ensemble": ("experiment", "dataset"), "bicubic": ("dataset", "kind", "scale"),
+          "report": ()}
+# The outputs that are folders (Snakemake's directory()).
+FOLDERS = {"download": ("hr",), "degrade": ("lr",), "pic": ("tables",)}
+# Per training job when the config's resources.train does not say.
+TRAIN_RESOURCES = {"threads": 4, "mem_mb": 16000, "runtime": 1440}
+
+
+@dataclass(frozen=True)
+class Job:
+    stage: str
+    wildcards: dict[str, str]
+    args: list[str]  # the command line, never joined but by `command`
+    inputs: dict[str, str | list[str]]
+    outputs: dict[str, str]
+    log: str
+    keys: list[str] = field(default_factory=list)  # config keys read, besides the files in `inputs`
+    resources: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The DVC stage name, e.g. degrade_Set5_BIx2."""
+        return "_".join([self.stage, *wildcard_tags(self.wildcards)])
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.args)
+
+
+def wildcard_tags(wildcards: dict[str, str]) -> list[str]:
+    """The wildcard values as names show them: kind and scale as one tag (BIx2)."""
+    return [layout.degradation_tag(value, wildcards["scale"]) if key == "kind" else value
+            for key, value in wildcards.items() if key != "scale"]
+
+
+# ---- which jobs the config asks for ---------------------------------------------------------------------
+
+def experiment_degradation(cfg: dict, name: str) -> tuple[str, int]:
+    exp = cfg["experiments"][name]
+    return exp["degradation"], exp["scale"]
+
+
+def degrade_jobs(cfg: dict) -> list[tuple[str, str, int]]:
+    """(dataset, kind, scale) for every LR set some experiment trains, validates or tests on."""
+    jobs = []
+    for name in cfg["experiments"]:
+        kind, scale = experiment_degradation(cfg, name)
+        for dataset in [*cfg["train_sets"], cfg["val_set"], *experiment_test_sets(cfg, name)]:
+            if (dataset, kind, scale) not in jobs:
+                jobs.append((dataset, kind, scale))
+    return jobs
+
+
+def pic_jobs(cfg: dict) -> list[tuple[str, str, int, str]]:
+    """(train set, kind, scale, reduce) for every PIC table set some experiment samples from."""
+    jobs = []
+    for name in cfg["experiments"]:
+        kind, scale = experiment_degradation(cfg, name)
+        reduce = resolve_experiment(cfg, name)["sampling"]["pic_reduce"]
+        for dataset in cfg["train_sets"]:
+            if (dataset, kind, scale, reduce) not in jobs:
+                jobs.append((dataset, kind, scale, reduce))
+    return jobs
+
+
+def bicubic_jobs(cfg: dict) -> list[tuple[str, str, int]]:
+    jobs = []
+    for name in cfg["experiments"]:
+        kind, scale = experiment_degradation(cfg, name)
+        for dataset in experiment_test_sets(cfg, name):
+            if (dataset, kind, scale) not in jobs:
+                jobs.append((dataset, kind, scale))
+    return jobs
+
+
+def evaluate_jobs(cfg: dict) -> list[tuple[str, str]]:
+    return [(name, dataset) for name in cfg["experiments"] for dataset in experiment_test_sets(cfg, name)]
+
+
+def self_ensemble_jobs(cfg: dict) -> list[tuple[str, str]]:
+    """The evaluations also scored as the ×8 self-ensemble ("+"): those of experiments with self_ensemble: true."""
+    return [(name, dataset) for name, dataset in evaluate_jobs(cfg)
+            if experiment_entry(cfg, name).get("self_ensemble")]
+
+
+def comparison_jobs(cfg: dict) -> list[tuple[str, str]]:
+    """(experiment, dataset): the first experiment scored on each test set at each degradation and scale."""
+    jobs = {}
+    for name, dataset in evaluate_jobs(cfg):
+        jobs.setdefault((dataset, *experiment_degradation(cfg, name)), (name, dataset))
+    return list(jobs.values())
+
+
+def figure_paths(cfg: dict) -> dict[str, str]:
+    report_dir = layout.report_dir(cfg["name"])
+    figures = {"training_curves": f"{report_dir}/figures/training_curves.png"}
+    for dataset, kind, scale, reduce in pic_jobs(cfg):
+        figures[f"pic_{dataset}_{kind}x{scale}_{reduce}"] = pic_figure(report_dir, dataset, kind, scale, reduce)
+    for name, dataset in comparison_jobs(cfg):
+        kind, scale = experiment_degradation(cfg, name)
+        figures[f"compare_{dataset}_{kind}x{scale}"] = comparison_figure(report_dir, dataset, kind, scale)
+    return figures
+
+
+def targets(cfg: dict) -> list[str]:
+    """What a whole run makes: the report and every figure."""
+    return list(dict.fromkeys([*paths(cfg, "report", {})[0].values(), *figure_paths(cfg).values()]))
+
+
+def pic_figure(report_dir: str, dataset: str, kind: str, scale, reduce: str) -> str:
+    return f"{report_dir}/figures/pic_{dataset}_{layout.degradation_tag(kind, scale)}-{reduce}.png"
+
+
+def comparison_figure(report_dir: str, dataset: str, kind: str, scale) -> str:
+    return f"{report_dir}/figures/compare_{dataset}_{layout.degradation_tag(kind, scale)}.png"
+
+
+def report_inputs(cfg: dict, config_path: str) -> dict[str, list[str]]:
+    """Every file the report reads, by kind: all it reads (bsr.report takes its paths from here)."""
+    d = cfg["data_dir"]
+    evaluations = [layout.eval_json(d, e, s) for e, s in evaluate_jobs(cfg)]
+    evaluations += [layout.eval_json(d, e, s, self_ensemble=True) for e, s in self_ensemble_jobs(cfg)]
+    bicubic = [layout.bicubic_json(d, *job) for job in bicubic_jobs(cfg)]
+    return {
+        # which config the report is of, and the paper's, to list where they differ
+        "config": [config_path],
+        "paper_config": [layout.PAPER_CONFIG] if Path(config_path) != Path(layout.PAPER_CONFIG) else [],
+        "evaluations": evaluations,
+        # the per-image scores beside every summary: the confidence intervals and win counts resample them
+        "scores": [layout.scores_csv(p) for p in evaluations + bicubic],
+        "bicubic": bicubic,
+        # the visual comparisons: each set's first HR image, its bicubic and its super-resolved sample
+        "samples": [layout.sample_png(layout.eval_json(d, e, s)) for e, s in evaluate_jobs(cfg)]
+                   + [layout.sample_png(p) for p in bicubic],
+        "hr": [layout.hr_dir(d, s) for s in dict.fromkeys(s for _, s in evaluate_jobs(cfg))],
+        "metrics": [layout.run_file(d, e, layout.RUN_METRICS) for e in cfg["experiments"]],
+        # train.json records the iterations a run trained, which say whether its numbers can mean anything
+        "trainings": [layout.run_file(d, e, layout.RUN_SUMMARY) for e in cfg["experiments"]],
+    }
+
+
+# ---- one job --------------------------------------------------------------------------------------------
+
+def paths(cfg: dict, stage: str, w: dict[str, str]) -> tuple[dict[str, str], str]:
+    """A job's outputs and its log, from its wildcards alone (placeholders such as "{dataset}" give patterns)."""
+    d, reports = cfg["data_dir"], layout.report_dir(cfg["name"])
+    if stage == "download":
+        outputs = {"hr": layout.hr_dir(d, w["dataset"])}
+    elif stage == "degrade":
+        outputs = {"lr": layout.lr_dir(d, w["dataset"], w["kind"], w["scale"])}
+    elif stage == "pic":
+        outputs = {"tables": layout.pic_dir(d, w["dataset"], w["kind"], w["scale"], w["reduce"]),
+                   "plot": pic_figure(reports, w["dataset"], w["kind"], w["scale"], w["reduce"])}
+    elif stage == "experiment_config":
+        outputs = {"config": layout.experiment_config(d, w["experiment"])}
+    elif stage == "train":
+        outputs = {key: layout.run_file(d, w["experiment"], name)
+                   for key, name in (("model", layout.RUN_MODEL), ("summary", layout.RUN_SUMMARY),
+                                     ("metrics", layout.RUN_METRICS))}
+    elif stage in ("evaluate", "evaluate_self_ensemble"):
+        summary = layout.eval_json(d, w["experiment"], w["dataset"], self_ensemble=stage != "evaluate")
+        outputs = {"summary": summary, "scores": layout.scores_csv(summary), "sample": layout.sample_png(summary)}
+    elif stage == "bicubic":
+        summary = layout.bicubic_json(d, w["dataset"], w["kind"], w["scale"])
+        outputs = {"summary": summary, "scores": layout.scores_csv(summary), "sample": layout.sample_png(summary)}
+    elif stage == "report":
+        outputs = layout.report_tables(reports) | {key: path for key, path in figure_paths(cfg).items()
+                                                   if not key.startswith("pic_")}
+    else:
+        raise BsrError(f"no stage {stage!r} (have: {', '.join(STAGES)})")
+    return outputs, f"{d}/logs/{stage}/{'_'.join(wildcard_tags(w)) or stage}.log"
+
+
+def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
+    """The job of `stage` with wildcards `w` (values as strings, as Snakemake gives them)."""
+    w = {key: str(value) for key, value in w.items()}
+    outputs, log = paths(cfg, stage, w)
+    d = cfg["data_dir"]
+    inputs, keys, resources = {}, [], {}
+    if stage == "download":
+        args = ["bsr", "download", *download_args(cfg, w["dataset"]), "--lock", f"{d}/datasets.lock",
+                "--cache", f"{d}/downloads", "--out", outputs["hr"]]
+        keys = [f"datasets.{w['dataset']}"]
+    elif stage == "degrade":
+        inputs = {"hr": layout.hr_dir(d, w["dataset"])}
+        args = ["bsr", "degrade", "--hr", inputs["hr"], "--out", outputs["lr"], "--scale", w["scale"],
+                "--kind", w["kind"]]
+    elif stage == "pic":
+        inputs = {"lr": layout.lr_dir(d, w["dataset"], w["kind"], w["scale"])}
+        args = ["bsr", "pic", "--lr", inputs["lr"], "--out", outputs["tables"], "--reduce", w["reduce"],
+                "--plot", outputs["plot"], "--patch", str(cfg["defaults"]["sampling"]["patch"])]
+        keys = ["defaults.sampling.patch"]
+    elif stage == "experiment_config":
+        resolve_experiment(cfg, w["experiment"], keys=keys)
+        args = ["bsr", "experiment-config", "--config", config_path, "--experiment", w["experiment"],
+                "--out", outputs["config"]]
+    elif stage == "train":
+        resolved = resolve_experiment(cfg, w["experiment"])
+        data = resolved["data"]
+        inputs = {"config": layout.experiment_config(d, w["experiment"]), "lr": data["train_lr"],
+                  "pic": data["train_pic"], "val_hr": data["val_hr"], "val_lr": data["val_lr"]}
+        gpus = resolved["train"]["gpus"]
+        # torchrun starts one `bsr` per GPU; bsr.train runs DDP under it
+        launcher = ["bsr"] if gpus == 1 else ["torchrun", "--standalone", "--nproc-per-node", str(gpus),
+                                              "--no-python", "bsr"]
+        # The checkpoint is not a declared output, so a killed job resumes where it stopped.
+        args = [*launcher, "train", "--config", inputs["config"], "--out", layout.run_dir(d, w["experiment"]),
+                "--resume", "auto"]
+        resources = TRAIN_RESOURCES | cfg.get("resources", {}).get("train", {})
+        resources["gpu"] = 0 if resolved["train"]["device"] == "cpu" else gpus
+    elif stage in ("evaluate", "evaluate_self_ensemble"):
+        kind, scale = experiment_degradation(cfg, w["experiment"])
+        inputs = {"model": layout.run_file(d, w["experiment"], layout.RUN_MODEL),
+                  "summary": layout.run_file(d, w["experiment"], layout.RUN_SUMMARY),
+                  # Snakemake does not rebuild a missing model for an evaluation that looks up to date: a
+                  # training killed after its outputs were deleted would leave the old tables in place. The
+                  # experiment file, rewritten whenever the experiment changes, makes the evaluation rerun.
+                  "experiment": layout.experiment_config(d, w["experiment"]),
+                  "hr": layout.hr_dir(d, w["dataset"]), "lr": layout.lr_dir(d, w["dataset"], kind, scale)}
+        args = ["bsr", "evaluate", "--run", layout.run_dir(d, w["experiment"]), "--hr", inputs["hr"],
+                "--lr", inputs["lr"], "--dataset", w["dataset"], "--out", outputs["summary"],
+                "--sample", outputs["sample"], *(["--self-ensemble"] if stage != "evaluate" else [])]
+    elif stage == "bicubic":
+        inputs = {"hr": layout.hr_dir(d, w["dataset"])}
+        args = ["bsr", "eval-bicubic", "--hr", inputs["hr"], "--scale", w["scale"], "--kind", w["kind"],
+                "--out", outputs["summary"], "--sample", outputs["sample"]]
+    else:  # report
+        inputs = report_inputs(cfg, config_path)
+        args = ["bsr", "report", "--config", config_path, "--out", layout.report_dir(cfg["name"])]
+    return Job(stage, w, args, inputs, outputs, log, keys, resources)
+
+
+def jobs(cfg: dict, config_path: str) -> list[Job]:
+    """Every job of the pipeline, in the order the data flows."""
+    matrix = {
+        "download": [(s,) for s in cfg["datasets"]],
+        "degrade": degrade_jobs(cfg),
+        "pic": pic_jobs(cfg),
+        "experiment_config": [(e,) for e in cfg["experiments"]],
+        "train": [(e,) for e in cfg["experiments"]],
+        "evaluate": evaluate_jobs(cfg),
+        "evaluate_self_ensemble": self_ensemble_jobs(cfg),
+        "bicubic": bicubic_jobs(cfg),
+        "report": [()],
+    }
+    return [job(cfg, config_path, stage, dict(zip(names, values)))
+            for stage, names in STAGES.items() for values in matrix[stage]]
+
+
+def download_args(cfg: dict, dataset: str) -> list[str]:
+    """The `bsr download` arguments describing one dataset of the config. `source: manual` becomes
+    manual://<layout.manual_dir>, the folder where the user puts the files."""
+    spec = cfg["datasets"][dataset]
+    source = spec["source"]
+    if source == "manual":
+        source = "manual://" + quote(layout.manual_dir(cfg["data_dir"], dataset))
+    args = ["--name", dataset, "--source", source, "--images", str(spec["images"])]
+    if spec.get("subdir"):
+        args += ["--subdir", spec["subdir"]]
+    if spec.get("files"):
+        args += ["--files", *spec["files"]]
+    if spec.get("sha256"):
+        args += ["--sha256", spec["sha256"]]
+    if spec.get("max_bytes"):
+        args += ["--max-bytes", str(spec["max_bytes"])]
+    return args
+
+
+# ---- Snakemake's side: the rules call these with their wildcards ----------------------------------------
+
+def rule_paths(cfg: dict, stage: str) -> tuple[dict[str, str], str]:
+    """A rule's output patterns and log pattern."""
+    return paths(cfg, stage, {name: f"{{{name}}}" for name in STAGES[stage]})
+
+
+def rule_job(cfg: dict, config_path: str, stage: str):
+    """A function of a rule's wildcards giving its job (Snakemake calls it for input, params and resources)."""
+    return lambda wildcards: job(cfg, config_path, stage, dict(wildcards.items()))
