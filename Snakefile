@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 import sys
 
 from bsr import BsrError, layout, stages
-from bsr.config import check_config_files, snakemake_config_path
+from bsr.config import load_pipeline, snakemake_config_path
 
 min_version("9.0")
 
@@ -18,10 +18,14 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-# The schema is bsr/schemas/config.schema.yaml (workflow/schemas/ links to it); errors name the key.
+# The jobs read the config file themselves, so the DAG comes from bsr's reading of it too (which refuses a
+# shallow `<<` merge that Snakemake's applies silently, and reads 1e-3 as a number). The schema is
+# bsr/schemas/config.schema.yaml (workflow/schemas/ links to it); errors name the key.
 try:
-    check_config_files(config, workflow.configfiles)
     CONFIG_PATH = snakemake_config_path(workflow.configfiles, workflow.config_settings.config)
+    checked = load_pipeline(CONFIG_PATH)
+    config.clear()
+    config.update(checked)
 except BsrError as err:
     sys.exit(f"bsr: error: {err}")  # one line, not Snakemake's stack of bsr's frames
 

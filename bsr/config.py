@@ -219,17 +219,12 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
     for key, dataset in references:
         if dataset not in cfg["datasets"]:
             raise BsrError(f"{source}: {key}: {dataset!r} is not a key of datasets")
-    for name in cfg["experiments"]:
+    for name, exp in cfg["experiments"].items():
         resolve_experiment(cfg, name, source)
+        if exp.get("self_ensemble") and "ablation" in exp:
+            raise BsrError(f"{source}: experiments.{name}.self_ensemble: the ablation compares plain arms; the ×8 "
+                           "self-ensemble is a row of BSR or of a baseline (method) only")
     return cfg
-
-
-def check_config_files(cfg: dict, paths) -> dict:
-    """Check a pipeline config that another loader (Snakemake's) read from `paths`: bsr's loader reads each file
-    again, to refuse a shallow `<<` merge that the other applied silently; errors name the files."""
-    for path in paths:
-        load_yaml(path)
-    return check_pipeline(cfg, " and ".join(map(str, paths)) or "config")
 
 
 def snakemake_config_path(configfiles, overrides, cwd=".") -> str:
@@ -241,8 +236,8 @@ def snakemake_config_path(configfiles, overrides, cwd=".") -> str:
     if len(configfiles) != 1:
         raise BsrError(f"{len(configfiles)} config files ({', '.join(map(str, configfiles))}): pass one "
                        "--configfile; the jobs read the file, and bsr does not merge several")
-    path = Path(configfiles[0]).absolute()
-    cwd = Path(cwd).absolute()
+    path = Path(configfiles[0]).resolve()
+    cwd = Path(cwd).resolve()
     return path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else str(path)
 
 

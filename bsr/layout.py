@@ -2,7 +2,7 @@
 rules, dvc.yaml and the resolved experiment configs all read."""
 from __future__ import annotations
 
-from pathlib import PurePosixPath as P
+from pathlib import Path, PurePosixPath as P
 
 # The files of a training run directory.
 RUN_MODEL = "model.pt"
@@ -65,6 +65,10 @@ def sample_png(summary_json: str) -> str:
 def run_file(data_dir, experiment: str, name: str) -> str:
     """A file of a training run: one of the RUN_* names."""
     return str(P(run_dir(data_dir, experiment)) / name)
+
+
+def is_paper_config(config_path) -> bool:
+    return Path(config_path).resolve() == Path(PAPER_CONFIG).resolve()
 
 
 def report_dir(config_name: str) -> str:

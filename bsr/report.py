@@ -140,7 +140,7 @@ def read_scores(summary_json) -> Scores:
     path = Path(layout.scores_csv(summary_json))
     if not path.is_file():
         raise BsrError(f"{path}: missing (the per-image scores beside {summary_json}); rerun the evaluation")
-    images = pd.read_csv(path, index_col="image")
+    images = pd.read_csv(path, index_col="image", dtype={"image": str})  # BSD100's names are numbers
     if len(images) != summary["n"]:
         raise BsrError(f"{path}: {len(images)} images, but {summary_json} averages {summary['n']}")
     return Scores(str(summary_json), summary, images)
@@ -479,7 +479,7 @@ def comparison(cfg: dict, name: str, dataset: str, out_png: str) -> None:
 
 def config_differences(cfg: dict, config_path: str) -> list[str]:
     """Which config the report is of, and each value where it differs from the paper's config."""
-    if Path(config_path) == Path(layout.PAPER_CONFIG):
+    if layout.is_paper_config(config_path):
         return [f"Config: {config_path} ({cfg['name']}), the paper config."]
     # both as checked (defaults filled, bases merged): differences in effect, not in spelling
     paper_cfg = load_pipeline(layout.PAPER_CONFIG)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote
 
 from bsr import BsrError, layout
@@ -148,7 +147,7 @@ def report_inputs(cfg: dict, config_path: str) -> dict[str, list[str]]:
     return {
         # which config the report is of, and the paper's, to list where they differ
         "config": [config_path],
-        "paper_config": [layout.PAPER_CONFIG] if Path(config_path) != Path(layout.PAPER_CONFIG) else [],
+        "paper_config": [] if layout.is_paper_config(config_path) else [layout.PAPER_CONFIG],
         "evaluations": evaluations,
         # the per-image scores beside every summary: the confidence intervals and win counts resample them
         "scores": [layout.scores_csv(p) for p in evaluations + bicubic],
@@ -267,8 +266,14 @@ def jobs(cfg: dict, config_path: str) -> list[Job]:
         "bicubic": bicubic_jobs(cfg),
         "report": [()],
     }
-    return [job(cfg, config_path, stage, dict(zip(names, values)))
-            for stage, names in STAGES.items() for values in matrix[stage]]
+    table = [job(cfg, config_path, stage, dict(zip(names, values)))
+             for stage, names in STAGES.items() for values in matrix[stage]]
+    names = [j.name for j in table]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:  # e.g. experiment A_B on set C and experiment A on set B_C
+        raise BsrError(f"config: jobs {', '.join(clashes)} would share a name (and a log): rename an experiment or "
+                       "a dataset")
+    return table
 
 
 def download_args(cfg: dict, dataset: str) -> list[str]:

@@ -119,7 +119,7 @@ def test_tiny_pipeline_end_to_end_with_a_space_in_its_data_dir(shared_data, tmp_
     if shutil.which("pdflatex"):
         assert compile_standalone(project / "reports" / "bsr-tiny") == {"Type1"}
     else:
-        pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile reports/tables_standalone.tex")
+        pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile the report's tables_standalone.tex")
 
 
 @pytest.mark.slow

@@ -209,6 +209,15 @@ def test_an_arm_no_different_from_the_baseline_is_said_to_be_so(evaluated, tmp_p
     assert "The interval includes 0 for w/o RFS: no measurable difference from our Baseline." in md
 
 
+def test_image_names_that_are_numbers_stay_names(tmp_path):
+    from bsr.report import read_scores
+
+    summary = str(tmp_path / "BSD100.json")
+    write_scores(summary, pd.DataFrame({"image": ["101085", "3096"], "psnr": [30.0, 31.0], "ssim": [0.9, 0.8]}),
+                 scale=2, kind="BI", space="y", method="Bicubic")
+    assert read_scores(summary).images.loc["3096", "psnr"] == 31.0  # BSD100's names, as the HR file stems
+
+
 def test_evaluations_of_different_images_are_not_paired(evaluated, tmp_path):
     cfg = dict(evaluated, data_dir=str(tmp_path / "data"))
     shutil.copytree(evaluated["data_dir"], cfg["data_dir"], symlinks=True)
@@ -264,7 +273,7 @@ def compile_standalone(report_dir) -> set[str]:
 @pytest.mark.slow
 def test_standalone_latex_compiles_with_type1_fonts_and_notes_as_wide_as_the_table(evaluated, tmp_path):
     if not shutil.which("pdflatex"):
-        pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile reports/tables_standalone.tex")
+        pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile the report's tables_standalone.tex")
     write_tables(evaluated, "tiny.yaml", tmp_path)
     assert compile_standalone(tmp_path) == {"Type1"}
     log = (tmp_path / "tables_standalone.log").read_text()

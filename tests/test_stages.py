@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import yaml
 
-from bsr import stages
-from bsr.config import load_pipeline
+from bsr import BsrError, stages
+from bsr.config import check_pipeline, load_pipeline
 from bsr.dvc_stages import dvc_yaml, dvc_yaml_path
 from tests.conftest import REPO, command_env, project_copy, snakemake, tiny_pipeline_config
 
@@ -84,3 +84,26 @@ def test_lint_is_clean():
     result = subprocess.run(["snakemake", "--lint", "--configfile", "config/demo.yaml"], cwd=REPO, env=command_env(),
                             capture_output=True, text=True)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c.update(data_dir="data/{x}"), "data_dir: 'data/{x}' does not match"),
+    (lambda c: c["experiments"]["ablation_wo_rfs"].update(self_ensemble=True),
+     "experiments.ablation_wo_rfs.self_ensemble: the ablation compares plain arms"),
+])
+def test_configs_the_table_cannot_serialise_are_refused_naming_the_key(shared_data, edit, message):
+    cfg = tiny_pipeline_config(shared_data)
+    edit(cfg)
+    with pytest.raises(BsrError, match=re.escape(message)):
+        check_pipeline(cfg)
+
+
+def test_jobs_that_would_share_a_name_are_refused(shared_data):
+    cfg = tiny_pipeline_config(shared_data)
+    cfg["datasets"]["B_C"] = cfg["datasets"].pop("Set5")
+    cfg["val_set"], cfg["test_sets"] = "B_C", ["B_C"]
+    cfg["experiments"] = {"A": {"scale": 2, "degradation": "BI", "test_sets": ["B_C"]},
+                          "A_B": {"scale": 2, "degradation": "BI", "test_sets": ["C"]}}
+    cfg["datasets"]["C"] = cfg["datasets"]["B_C"]
+    with pytest.raises(BsrError, match="jobs evaluate_A_B_C would share a name"):
+        stages.jobs(check_pipeline(cfg), "clash.yaml")
