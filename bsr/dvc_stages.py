@@ -21,18 +21,13 @@ def dvc_yaml_path(config_path: str) -> str:
     return str(Path(config_path).parent / Path(config_path).stem / "dvc.yaml")
 
 
-def flat(paths) -> list[str]:
-    return [p for value in paths for p in ([value] if isinstance(value, str) else value)]
-
-
 def dvc_stages(cfg: dict, config_path: str) -> dict:
     """The stage table as dvc.yaml stages; paths relative to the project folder (the stages' wdir)."""
     out = {}
     for job in stages.jobs(cfg, config_path):
         stage = {"cmd": job.command}
-        deps = flat(job.inputs.values())
-        if deps:
-            stage["deps"] = deps
+        if job.input_paths:
+            stage["deps"] = job.input_paths
         if job.keys:
             stage["params"] = [{config_path: job.keys}]
         stage["outs"] = list(job.outputs.values())

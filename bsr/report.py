@@ -522,18 +522,21 @@ def write_tables(cfg: dict, config_path: str, report_dir: str | None = None, res
     if resamples < stats.RESAMPLES:
         raise BsrError(f"{resamples} bootstrap resamples: use at least {stats.RESAMPLES:,}, or the intervals' "
                        "second decimal is resampling noise")
-    default_dir = layout.report_dir(cfg["name"])
-    report_dir = str(report_dir or default_dir)
     boot = Bootstrap(resamples, seed)
     tables = [build_reproduction(cfg, boot), *(build_literature(cfg, kind) for kind in DEGRADATION_TITLES),
               build_ablation(cfg, boot)]
-    figures = {key: Path(path).relative_to(default_dir).as_posix() for key, path in figure_paths(cfg).items()}
-    env = environment()
-    written = layout.report_tables(report_dir)
+    about, env = config_differences(cfg, config_path), environment()
+    written = layout.report_tables(str(report_dir or layout.report_dir(cfg["name"])))
     for path in written.values():
         write_text(path, env.get_template(f"{Path(path).name}.j2").render(
-            name=cfg["name"], about=config_differences(cfg, config_path), tables=tables, figures=figures))
+            name=cfg["name"], about=about, tables=tables, figures=report_figures(cfg)))
     return list(written.values())
+
+
+def report_figures(cfg: dict) -> dict[str, str]:
+    """Every figure's path inside the report folder (the tables link them relative to themselves)."""
+    folder = layout.report_dir(cfg["name"])
+    return {key: Path(path).relative_to(folder).as_posix() for key, path in figure_paths(cfg).items()}
 
 
 def write_report(cfg: dict, config_path: str, report_dir: str | None = None, resamples: int = stats.RESAMPLES,
@@ -541,9 +544,8 @@ def write_report(cfg: dict, config_path: str, report_dir: str | None = None, res
     """Render the tables and the figures into `report_dir` (default: the config's); return the files written."""
     check_inputs(cfg, config_path)
     written = write_tables(cfg, config_path, report_dir, resamples, seed)
-    default_dir = layout.report_dir(cfg["name"])
-    figures = {key: str(Path(report_dir or default_dir) / Path(path).relative_to(default_dir))
-               for key, path in figure_paths(cfg).items() if not key.startswith("pic_")}
+    folder = Path(report_dir or layout.report_dir(cfg["name"]))
+    figures = {key: str(folder / path) for key, path in report_figures(cfg).items() if not key.startswith("pic_")}
     training_curves(cfg, figures["training_curves"])
     for name, dataset in comparison_jobs(cfg):
         kind, scale = experiment_degradation(cfg, name)

@@ -49,6 +49,11 @@ class Job:
     def command(self) -> str:
         return shlex.join(self.args)
 
+    @property
+    def input_paths(self) -> list[str]:
+        """The inputs as one list (a named input may be a list of paths)."""
+        return [p for value in self.inputs.values() for p in ([value] if isinstance(value, str) else value)]
+
 
 def wildcard_tags(wildcards: dict[str, str]) -> list[str]:
     """The wildcard values as names show them: kind and scale as one tag (BIx2)."""
@@ -65,35 +70,19 @@ def experiment_degradation(cfg: dict, name: str) -> tuple[str, int]:
 
 def degrade_jobs(cfg: dict) -> list[tuple[str, str, int]]:
     """(dataset, kind, scale) for every LR set some experiment trains, validates or tests on."""
-    jobs = []
-    for name in cfg["experiments"]:
-        kind, scale = experiment_degradation(cfg, name)
-        for dataset in [*cfg["train_sets"], cfg["val_set"], *experiment_test_sets(cfg, name)]:
-            if (dataset, kind, scale) not in jobs:
-                jobs.append((dataset, kind, scale))
-    return jobs
+    return list(dict.fromkeys((dataset, *experiment_degradation(cfg, name)) for name in cfg["experiments"]
+                              for dataset in [*cfg["train_sets"], cfg["val_set"], *experiment_test_sets(cfg, name)]))
 
 
 def pic_jobs(cfg: dict) -> list[tuple[str, str, int, str]]:
     """(train set, kind, scale, reduce) for every PIC table set some experiment samples from."""
-    jobs = []
-    for name in cfg["experiments"]:
-        kind, scale = experiment_degradation(cfg, name)
-        reduce = resolve_experiment(cfg, name)["sampling"]["pic_reduce"]
-        for dataset in cfg["train_sets"]:
-            if (dataset, kind, scale, reduce) not in jobs:
-                jobs.append((dataset, kind, scale, reduce))
-    return jobs
+    return list(dict.fromkeys((dataset, *experiment_degradation(cfg, name),
+                               resolve_experiment(cfg, name)["sampling"]["pic_reduce"])
+                              for name in cfg["experiments"] for dataset in cfg["train_sets"]))
 
 
 def bicubic_jobs(cfg: dict) -> list[tuple[str, str, int]]:
-    jobs = []
-    for name in cfg["experiments"]:
-        kind, scale = experiment_degradation(cfg, name)
-        for dataset in experiment_test_sets(cfg, name):
-            if (dataset, kind, scale) not in jobs:
-                jobs.append((dataset, kind, scale))
-    return jobs
+    return list(dict.fromkeys((dataset, *experiment_degradation(cfg, name)) for name, dataset in evaluate_jobs(cfg)))
 
 
 def evaluate_jobs(cfg: dict) -> list[tuple[str, str]]:
@@ -180,11 +169,9 @@ def paths(cfg: dict, stage: str, w: dict[str, str]) -> tuple[dict[str, str], str
         outputs = {key: layout.run_file(d, w["experiment"], name)
                    for key, name in (("model", layout.RUN_MODEL), ("summary", layout.RUN_SUMMARY),
                                      ("metrics", layout.RUN_METRICS))}
-    elif stage in ("evaluate", "evaluate_self_ensemble"):
-        summary = layout.eval_json(d, w["experiment"], w["dataset"], self_ensemble=stage != "evaluate")
-        outputs = {"summary": summary, "scores": layout.scores_csv(summary), "sample": layout.sample_png(summary)}
-    elif stage == "bicubic":
-        summary = layout.bicubic_json(d, w["dataset"], w["kind"], w["scale"])
+    elif stage in ("evaluate", "evaluate_self_ensemble", "bicubic"):
+        summary = layout.bicubic_json(d, w["dataset"], w["kind"], w["scale"]) if stage == "bicubic" else \
+            layout.eval_json(d, w["experiment"], w["dataset"], self_ensemble=stage != "evaluate")
         outputs = {"summary": summary, "scores": layout.scores_csv(summary), "sample": layout.sample_png(summary)}
     elif stage == "report":
         outputs = layout.report_tables(reports) | {key: path for key, path in figure_paths(cfg).items()
@@ -303,5 +290,13 @@ def rule_paths(cfg: dict, stage: str) -> tuple[dict[str, str], str]:
 
 
 def rule_job(cfg: dict, config_path: str, stage: str):
-    """A function of a rule's wildcards giving its job (Snakemake calls it for input, params and resources)."""
-    return lambda wildcards: job(cfg, config_path, stage, dict(wildcards.items()))
+    """A function of a rule's wildcards giving its job. Snakemake calls it for the input, the command and each
+    resource of every job: each job is built once (a training's resolves and validates its experiment)."""
+    built = {}
+
+    def job_of(wildcards):
+        key = tuple(wildcards.items())
+        if key not in built:
+            built[key] = job(cfg, config_path, stage, dict(key))
+        return built[key]
+    return job_of

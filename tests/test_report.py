@@ -305,7 +305,7 @@ def test_the_report_reads_only_the_inputs_the_stage_table_lists(demo_run, tmp_pa
 
     project, _ = demo_run
     job = stages.job(load_pipeline(project / "config" / "demo.yaml"), "config/demo.yaml", "report", {})
-    for path in [p for value in job.inputs.values() for p in ([value] if isinstance(value, str) else value)]:
+    for path in job.input_paths:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if (project / path).is_dir() else shutil.copy)(project / path, tmp_path / path)
     subprocess.run(job.args, cwd=tmp_path, check=True, capture_output=True, env=command_env())
