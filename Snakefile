@@ -29,6 +29,9 @@ try:
 except BsrError as err:
     sys.exit(f"bsr: error: {err}")  # one line, not Snakemake's stack of bsr's frames
 
+if not workflow.non_local_exec and (warning := stages.cpu_training_warning(config)):
+    print(f"WARNING: {warning}", file=sys.stderr)
+
 if workflow.non_local_exec and workflow.global_resources.get("gpu").value is not None:
     # Usually profiles/default (the one-GPU machine), which Snakemake loads beside --profile profiles/slurm.
     print(f"WARNING: --resources gpu={workflow.global_resources.get('gpu').value} limits the GPU jobs running at "

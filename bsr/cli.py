@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from bsr import BsrError, __version__
 
@@ -73,7 +74,7 @@ def cmd_evaluate(args):
     from bsr.evaluate import evaluate_run
 
     print(json.dumps(evaluate_run(args.run, args.hr, args.lr, args.dataset, args.out, args.sample, args.space,
-                                  args.tile, args.self_ensemble)))
+                                  args.tile, args.self_ensemble, args.device)))
 
 
 def cmd_upscale(args):
@@ -114,9 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bsr {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(name, func, help):
+    def verb(name, func, help, inputs=(), outputs=(), folders=()):
+        """`inputs` and `outputs`: the destinations of the verb's path arguments, which `main` checks against
+        each other before the verb runs (`check_paths`); `folders`: the outputs that are folders."""
         p = verbs.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, inputs=inputs, outputs=outputs, folders=folders)
         return p
 
     def degradation_args(p):
@@ -125,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kind", required=True, choices=["BI", "BD"], help="BI: bicubic down; BD: blur, subsample")
 
     p = verb("download", cmd_download, "fetch a dataset (https://, file://, package://), or check one placed by "
-             "hand (manual://), into a folder of HR images")
+             "hand (manual://), into a folder of HR images", inputs=("source",), outputs=("out",),
+             folders=("out",))
     p.add_argument("--name", required=True, help="dataset name (the key in datasets.lock)")
     p.add_argument("--source", required=True,
                    help="https://, file:// (archive or folder), package://MODULE/DIR or manual://DIR (images you placed)")
@@ -138,17 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", required=True, help="download cache folder (partial downloads resume from it)")
     p.add_argument("--out", required=True, help="dataset folder (appears only when complete)")
 
-    p = verb("degrade", cmd_degrade, "write the LR image of every HR image (same file stems, PNG)")
+    p = verb("degrade", cmd_degrade, "write the LR image of every HR image (same file stems, PNG)", inputs=("hr",),
+             outputs=("out",), folders=("out",))
     degradation_args(p)
     p.add_argument("--out", required=True, help="output directory (replaced atomically)")
 
-    p = verb("eval-bicubic", cmd_eval_bicubic, "score the bicubic baseline of a test set")
+    p = verb("eval-bicubic", cmd_eval_bicubic, "score the bicubic baseline of a test set", inputs=("hr",),
+             outputs=("out", "sample"))
     degradation_args(p)
     p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
     p.add_argument("--space", default="y", choices=["y", "rgb"], help="PSNR/SSIM on BT.601 Y (default) or RGB")
     p.add_argument("--sample", help="also save the bicubic upscale of the set's first image here (PNG)")
 
-    p = verb("pic", cmd_pic, "precompute PIC summed-area tables of LR training images (.npy per image)")
+    p = verb("pic", cmd_pic, "precompute PIC summed-area tables of LR training images (.npy per image)",
+             inputs=("lr",), outputs=("out", "plot"), folders=("out",))
     p.add_argument("--lr", required=True, help="directory of LR images")
     p.add_argument("--out", required=True, help="output directory (replaced atomically)")
     p.add_argument("--reduce", default="sum", choices=["sum", "max"], help="over colour channels (default sum)")
@@ -162,19 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", required=True, type=int, choices=[2, 3, 4])
 
     p = verb("experiment-config", cmd_experiment_config,
-             "write one experiment of a pipeline config, resolved (defaults and base merged, data paths added)")
+             "write one experiment of a pipeline config, resolved (defaults and base merged, data paths added)",
+             inputs=("config",), outputs=("out",))
     p.add_argument("--config", required=True, help="pipeline config")
     p.add_argument("--experiment", required=True, help="the experiment's key in the config")
     p.add_argument("--out", required=True, help="experiment config to write (what `bsr train --config` reads)")
 
-    p = verb("train", cmd_train, "train one experiment")
+    p = verb("train", cmd_train, "train one experiment", inputs=("config",), outputs=("out",), folders=("out",))
     p.add_argument("--config", required=True, help="experiment config, or pipeline config with --experiment")
     p.add_argument("--experiment", help="which experiment of a pipeline config")
     p.add_argument("--out", required=True, help="run directory: checkpoint, metrics, final model")
     p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["no", "yes", "auto"],
                    help="continue from the run directory's checkpoint; 'auto': if it exists and matches the config")
 
-    p = verb("evaluate", cmd_evaluate, "score a trained model on a test set (summary JSON + per-image CSV)")
+    p = verb("evaluate", cmd_evaluate, "score a trained model on a test set (summary JSON + per-image CSV)",
+             inputs=("run", "hr", "lr"), outputs=("out", "sample"))
     p.add_argument("--run", required=True, help="run directory written by `bsr train`")
     p.add_argument("--hr", required=True, help="HR test images")
     p.add_argument("--lr", help="LR test images from `bsr degrade` (default: degrade on the fly)")
@@ -186,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "overlap by the model's receptive radius, which changes no score (default 1024; 0: never)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="score the ×8 self-ensemble (\"+\"): the mean over the 8 flips/rotations of the input")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto (default): CUDA if there is a GPU; the pipeline passes cpu for device: cpu experiments")
 
-    p = verb("upscale", cmd_upscale, "super-resolve an image, or every image of a folder, into PNGs of the same stems")
+    p = verb("upscale", cmd_upscale, "super-resolve an image, or every image of a folder, into PNGs of the same stems",
+             inputs=("model", "input"), outputs=("out",), folders=("out",))
     p.add_argument("--model", required=True,
                    help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (runs:/ID/model, "
                    "models:/NAME@ALIAS, ...: looked up in $MLFLOW_TRACKING_URI, else ./mlflow.db)")
@@ -199,25 +211,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-ensemble", action="store_true", help="average over the 8 flips/rotations (×8 time)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
-    p = verb("export", cmd_export, "write a trained model as one ONNX file (input and output sizes left free)")
+    p = verb("export", cmd_export, "write a trained model as one ONNX file (input and output sizes left free)",
+             inputs=("model",), outputs=("onnx",))
     p.add_argument("--model", required=True,
                    help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (as for upscale)")
     p.add_argument("--onnx", required=True, help="ONNX file to write (atomically)")
 
-    p = verb("report", cmd_report, "render the tables (tables.md, .html, .tex and a standalone .tex) and the figures")
+    p = verb("report", cmd_report, "render the tables (tables.md, .html, .tex and a standalone .tex) and the figures",
+             inputs=("config",), outputs=("out",), folders=("out",))
     p.add_argument("--config", required=True, help="pipeline config")
     p.add_argument("--out", help="report folder (default: reports/<the config's name>)")
 
-    p = verb("dvc-yaml", cmd_dvc_yaml, "generate dvc.yaml from a pipeline config (the same DAG as Snakemake)")
+    p = verb("dvc-yaml", cmd_dvc_yaml, "generate dvc.yaml from a pipeline config (the same DAG as Snakemake)",
+             inputs=("config",), outputs=("out",))
     p.add_argument("--config", required=True, help="pipeline config, relative to the project folder")
     p.add_argument("--out", help="default: dvc.yaml for config/config.yaml, else config/<stem>/dvc.yaml")
     return parser
 
 
+def check_paths(args) -> None:
+    """No output of the verb may be, hold or lie inside one of its inputs, and no file output may replace a
+    folder nor land in a folder that another verb wrote (a test set, a run), whatever the verb. Each verb
+    checks its folder outputs further, as it knows what it writes."""
+    from bsr.files import check_against_inputs, check_output, check_writer
+
+    def given(names):
+        return [path for name in names if (value := getattr(args, name))
+                for path in (value if isinstance(value, list) else [value])]
+    check_against_inputs(given(args.outputs), given(args.inputs))
+    for path in given([name for name in args.outputs if name not in args.folders]):
+        check_output(path)
+        check_writer(Path(path).absolute().parent, args.verb)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bsr.files import sigterm_raises
+
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with sigterm_raises():  # so that a cancelled verb removes its temporary files
+            check_paths(args)
+            args.func(args)
     except BsrError as err:
         print(f"bsr: error: {err}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """Loading YAML configs and validating them against JSON schemas, with errors that name the key."""
 from __future__ import annotations
 
+import csv
 import math
 import re
 from functools import lru_cache
@@ -46,6 +47,10 @@ class ShallowMerge(yaml.YAMLError):
     """Valid YAML whose `<<` merge would silently drop nested keys."""
 
 
+class TooLarge(yaml.YAMLError):
+    """Valid YAML that would expand to more values than any config holds."""
+
+
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
@@ -53,13 +58,47 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+# A config is a few hundred values; YAML aliases can make a 2 KB file expand to billions ("billion laughs").
+MAX_YAML_NODES = 100_000
+
+
+def expanded_nodes(node: yaml.Node, sizes: dict) -> int:
+    """How many nodes `node` stands for once every alias is expanded, counted without expanding any (each node
+    once: an alias is the node it names)."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # a node that contains itself counts once
+        children = node.value if isinstance(node, yaml.SequenceNode) else \
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+        sizes[id(node)] = 1 + sum(expanded_nodes(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def read_yaml(text: str):
+    """`text` parsed, refusing one whose aliases expand past MAX_YAML_NODES before anything is built of it."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            nodes = expanded_nodes(node, {})
+        except RecursionError:
+            nodes = math.inf
+        if nodes > MAX_YAML_NODES:
+            raise TooLarge(f"its aliases expand to over {MAX_YAML_NODES:,} values (nested aliases, a 'billion "
+                           f"laughs'?); a config needs a few hundred")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path) -> dict:
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        data = read_yaml(path.read_text())
     except FileNotFoundError:
         raise BsrError(f"{path}: no such config file") from None
-    except ShallowMerge as err:
+    except (ShallowMerge, TooLarge) as err:
         raise BsrError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise BsrError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
@@ -219,12 +258,37 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
     for key, dataset in references:
         if dataset not in cfg["datasets"]:
             raise BsrError(f"{source}: {key}: {dataset!r} is not a key of datasets")
+    check_labels(cfg, source)
     for name, exp in cfg["experiments"].items():
         resolve_experiment(cfg, name, source)
         if exp.get("self_ensemble") and "ablation" in exp:
             raise BsrError(f"{source}: experiments.{name}.self_ensemble: the ablation compares plain arms; the ×8 "
                            "self-ensemble is a row of BSR or of a baseline (method) only")
     return cfg
+
+
+@lru_cache(maxsize=None)
+def published_methods() -> frozenset[str]:
+    """The method rows of the paper's tables (bsr/paper/bsr_tables.tsv)."""
+    text = resources.files("bsr.paper").joinpath("bsr_tables.tsv").read_text()
+    return frozenset(row["method"] for row in csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
+def check_labels(cfg: dict, source: str) -> None:
+    """Row labels that the report keys its tables by must not collide: a `method` named like a published method
+    (or like our own rows, "... (ours)") would overwrite the paper's cells with ours, and two arms of one
+    `ablation` label, or two baselines of one `method` at one degradation and scale, would hide one of them."""
+    taken: dict[tuple, str] = {}
+    for name, exp in cfg["experiments"].items():
+        if "method" in exp and (exp["method"] in published_methods() or exp["method"].endswith("(ours)")):
+            raise BsrError(f"{source}: experiments.{name}.method: {exp['method']!r} is a row of the paper's tables "
+                           "or one of ours; name the baseline otherwise (e.g. EDSR-baseline)")
+        for key, label in [(k, exp[k]) for k in ("method", "ablation") if k in exp]:
+            where = (key, label) if key == "ablation" else (key, label, exp.get("degradation"), exp.get("scale"))
+            if where in taken:
+                raise BsrError(f"{source}: experiments.{taken[where]}.{key} and experiments.{name}.{key} are both "
+                               f"{label!r}: each row of the report needs its own label")
+            taken[where] = name
 
 
 def snakemake_config_path(configfiles, overrides, cwd=".") -> str:

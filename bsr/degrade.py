@@ -178,7 +178,7 @@ def degrade_dir(hr_dir, out_dir, scale: int, kind: str) -> int:
     The directory appears only when every image is done: a failure leaves no partial output.
     """
     files = list_images(hr_dir)
-    with atomic_path(out_dir, inputs=[hr_dir], folder=True) as tmp:
+    with atomic_path(out_dir, inputs=[hr_dir], folder=True, writer="degrade") as tmp:
         tmp.mkdir()
         for path in files:
             write_image(tmp / f"{path.stem}.png", degrade(read_image(path), scale, kind, name=str(path)))

@@ -352,7 +352,7 @@ def download_dataset(name: str, spec: dict, out_dir, lock_path, cache_dir) -> in
     """Fetch, verify and unpack one dataset into `out_dir`; return its image count."""
     source, subdir, files, expected = spec["source"], spec.get("subdir") or "", spec.get("files"), spec.get("sha256")
     lock_path, cache_dir = Path(lock_path), Path(cache_dir)
-    check_output(out_dir, folder=True)
+    check_output(out_dir, folder=True, writer="download")
     check_file_list(name, files or [])
     if urlparse(source).scheme == "manual":
         placed = source_path(source)
@@ -379,11 +379,12 @@ def download_dataset(name: str, spec: dict, out_dir, lock_path, cache_dir) -> in
                 raise BadDownload(f"{source}: sha256 {digest} does not match datasets.{name}.sha256 {expected}")
             if not expected:
                 check_lock(name, source, digest, lock_path)
-            with atomic_path(out_dir, folder=True) as tmp:
+            with atomic_path(out_dir, folder=True, writer="download") as tmp:
                 tmp.mkdir()
                 if local.is_dir():
-                    for n in names:
-                        shutil.copyfile(folder / n, tmp / PurePosixPath(n).name)
+                    origins = {PurePosixPath(n).name: folder / n for n in names}
+                    for name_in_tmp, origin in origins.items():
+                        shutil.copyfile(origin, tmp / name_in_tmp)
                 else:
                     extract_archive(local, subdir, tmp, spec.get("max_bytes") or MAX_BYTES, name)
                 images = sorted(p for p in tmp.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -392,8 +393,12 @@ def download_dataset(name: str, spec: dict, out_dir, lock_path, cache_dir) -> in
                 if len(images) != spec["images"]:
                     raise BsrError(f"{source}: found {len(images)} images under {subdir or '/'!r}, "
                                    f"datasets.{name}.images expects {spec['images']}")
-                for image in images:
-                    read_image(image)  # every image must be readable as the pipeline will read it
+                for image in images:  # every image must be readable as the pipeline will read it
+                    try:
+                        read_image(image)
+                    except BsrError as err:  # named where the user can find it, not by its temporary copy
+                        where = origins[image.name] if local.is_dir() else f"{image.name} in {source}"
+                        raise BsrError(str(err).replace(str(image), str(where), 1)) from None
                 if not expected:
                     check_lock(name, source, digest, lock_path, pin=True)
         except BadDownload:

@@ -14,7 +14,7 @@ from bsr.files import atomic_path, check_output, write_text
 from bsr.images import list_images, read_image, write_image
 from bsr.metrics import check_metric_size, psnr_ssim
 from bsr.tracking import Tracker
-from bsr.upscale import load_model_file, model_upscaler, receptive_radius
+from bsr.upscale import inference_device, load_model_file, model_upscaler, receptive_radius
 
 
 def read_lr(lr_dir, hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
@@ -111,19 +111,17 @@ EVAL_TILE = 1024
 
 
 def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=None, space: str = "y",
-                 tile: int | None = None, self_ensemble: bool = False) -> dict:
+                 tile: int | None = None, self_ensemble: bool = False, device: str = "auto") -> dict:
     """Score a trained model on one test set; log a nested MLflow run under the training run.
 
     The summary JSON records that nested run's id, so a table built from the JSONs traces back to MLflow.
     `sample_png` receives the SR of the set's first image (the report's visual comparison). An LR image of
     more than `tile`×`tile` pixels (default EVAL_TILE) is super-resolved in tiles that overlap by the model's
     receptive radius, so its scores are those of the whole image (0: never tiled). `self_ensemble` scores the
-    ×8 "+" variant.
+    ×8 "+" variant. `device`: auto (CUDA if there is a GPU), cpu or cuda.
     """
-    import torch
-
     check_score_outputs(out_json)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device(device)
     model, saved, run = load_trained_model(run_dir, device)
     overlap, tile = receptive_radius(saved["model_config"]), EVAL_TILE if tile is None else tile
     if tile < 0 or 0 < tile <= 2 * overlap:

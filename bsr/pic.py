@@ -82,7 +82,7 @@ def write_tables(lr_dir, out_dir, reduce: str = "sum") -> int:
     Tables describe the RGB image that training sees (a gray file as R = G = B).
     """
     files = list_images(lr_dir)
-    with atomic_path(out_dir, inputs=[lr_dir], folder=True) as tmp:
+    with atomic_path(out_dir, inputs=[lr_dir], folder=True, writer="pic") as tmp:
         tmp.mkdir()
         for path in files:
             np.save(tmp / f"{path.stem}.npy", summed_area_table(as_rgb(read_image(path)), reduce))

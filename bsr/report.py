@@ -12,8 +12,11 @@ from the paper's tables, shipped with the package.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,10 +24,12 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pandas as pd
+import yaml
 
 from bsr import BsrError, layout, stats
 from bsr.config import experiment_entry, experiment_test_sets, flatten, load_pipeline
-from bsr.files import write_text
+from bsr.dvc_stages import dvc_yaml_path
+from bsr.files import check_against_inputs, check_output, check_writer, mark_folder, write_text
 from bsr.images import list_images, read_image
 from bsr.stages import comparison_jobs, experiment_degradation, figure_paths, report_inputs
 
@@ -128,15 +133,48 @@ def paper_values(kind: str, method: str) -> dict[tuple[int, str], dict[str, floa
             for r in paper_rows("bsr_tables.tsv") if r["degradation"] == kind and r["method"] == method}
 
 
-def read_summary(path) -> dict:
+def refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def summary_problem(summary: dict) -> str | None:
+    """What a summary JSON lacks of what `bsr evaluate` writes (bsr.evaluate.write_scores), if anything."""
+    for key in METRICS:
+        value = summary.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{key} is {'missing' if key not in summary else repr(value)}, expected a finite number"
+    if not isinstance(summary.get("space"), str):
+        return "space is missing"
+    return count_problem(summary, "n")
+
+
+def count_problem(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"{key} is {'missing' if key not in record else repr(value)}, expected a positive whole number"
+    return None
+
+
+def read_record(path, problem=summary_problem) -> dict:
+    """A JSON mapping that a stage wrote (a summary, by default, or a train.json), checked by `problem`;
+    anything else is one error naming the file, never a traceback, and never a NaN rendered or an Infinity
+    ranked best."""
     path = Path(path)
     if not path.is_file():
         raise BsrError(f"{path}: missing; run the pipeline stage that writes it first")
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text(), parse_constant=refuse_constant)
+    except (ValueError, UnicodeDecodeError) as err:  # truncated, or NaN / Infinity
+        found = f"not readable JSON: {str(err).splitlines()[0]}"
+    else:
+        found = problem(record) if isinstance(record, dict) else f"a JSON {type(record).__name__}, not a mapping"
+    if found:
+        raise BsrError(f"{path}: not what bsr writes there ({found}); rerun the stage that writes it")
+    return record
 
 
 def read_scores(summary_json) -> Scores:
-    summary = read_summary(summary_json)
+    summary = read_record(summary_json)
     path = Path(layout.scores_csv(summary_json))
     if not path.is_file():
         raise BsrError(f"{path}: missing (the per-image scores beside {summary_json}); rerun the evaluation")
@@ -154,7 +192,8 @@ def paired(a: Scores, b: Scores, metric: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def trained_iterations(cfg: dict, name: str) -> int:
-    return read_summary(layout.run_file(cfg["data_dir"], name, layout.RUN_SUMMARY))["iterations"]
+    return read_record(layout.run_file(cfg["data_dir"], name, layout.RUN_SUMMARY),
+                       lambda run: count_problem(run, "iterations"))["iterations"]
 
 
 def main_experiments(cfg: dict) -> list[str]:
@@ -325,8 +364,8 @@ def build_literature(cfg: dict, kind: str) -> Table:
                 if dataset not in datasets:
                     elsewhere.append(dataset)
                     continue
-                bsr = read_summary(row.eval_json(cfg, dataset))
-                bicubic = read_summary(layout.bicubic_json(d, dataset, kind, scale))
+                bsr = read_record(row.eval_json(cfg, dataset))
+                bicubic = read_record(layout.bicubic_json(d, dataset, kind, scale))
                 spaces |= {bsr["space"], bicubic["space"]}
                 ours |= {OURS_BICUBIC, label}
                 for metric in METRICS:
@@ -408,19 +447,24 @@ def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
     return table
 
 
+# Each character LaTeX would read as markup, and the Unicode this report writes, as LaTeX typesets it.
+TEX_REPLACEMENTS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
+                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                    "Δ": r"$\Delta$", "−": "$-$", "×": r"$\times$", "σ": r"$\sigma$", "†": r"$^\dagger$",
+                    "“": "``", "”": "''", "\n": " "}
+TEX_SPECIAL = re.compile("|".join(map(re.escape, TEX_REPLACEMENTS)))
+
+
 def tex_escape(text) -> str:
-    replacements = [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                    ("Δ", r"$\Delta$"), ("−", "$-$"), ("×", r"$\times$"), ("σ", r"$\sigma$"),
-                    ("†", r"$^\dagger$"), ("“", "``"), ("”", "''")]
-    text = str(text)
-    for old, new in replacements:
-        text = text.replace(old, new)
-    return text
+    """In one pass, so that no replacement's own braces or dollars are escaped again."""
+    return TEX_SPECIAL.sub(lambda found: TEX_REPLACEMENTS[found.group()], str(text))
 
 
 def md_escape(text) -> str:
-    """`*` (emphasis) and `|` (a cell's end) as literal characters in a Markdown table."""
-    return str(text).replace("*", r"\*").replace("|", r"\|")
+    """`*` (emphasis), `|` (a cell's end) and HTML (which Markdown renders) as literal characters in a Markdown
+    table; a line break, which would end the table row, as a space."""
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", r"\*")
+            .replace("|", r"\|").replace("\r", " ").replace("\n", " "))
 
 
 def environment() -> jinja2.Environment:
@@ -511,9 +555,19 @@ def config_differences(cfg: dict, config_path: str) -> list[str]:
 def check_inputs(cfg: dict, config_path: str) -> None:
     """All the report reads is what the stage table lists for it; name what is missing before writing anything."""
     missing = [p for paths in report_inputs(cfg, config_path).values() for p in paths if not Path(p).exists()]
-    if missing:
-        raise BsrError(f"{listing(missing[:5])}{' and more' if len(missing) > 5 else ''}: missing; run the "
-                       "pipeline stages that write them first")
+    if not missing:
+        return
+    hint = f"paths are relative to the project folder, and bsr runs in {Path.cwd()}"
+    dvc_file = Path(dvc_yaml_path(config_path))
+    if dvc_file.is_file():
+        with contextlib.suppress(yaml.YAMLError, AttributeError, KeyError, TypeError):
+            listed = set(yaml.safe_load(dvc_file.read_text())["stages"]["report"]["deps"])
+            unlisted = [p for p in missing if p not in listed]
+            if unlisted:
+                hint = (f"{dvc_file} does not list {unlisted[0]}: the config gained a dataset or experiment since "
+                        f"it was generated; regenerate it with `bsr dvc-yaml --config {config_path}`")
+    raise BsrError(f"{listing(missing[:5])}{' and more' if len(missing) > 5 else ''}: missing; run the "
+                   f"pipeline stages that write them first ({hint})")
 
 
 def write_tables(cfg: dict, config_path: str, report_dir: str | None = None, resamples: int = stats.RESAMPLES,
@@ -543,9 +597,16 @@ def write_report(cfg: dict, config_path: str, report_dir: str | None = None, res
                  seed: int = stats.SEED) -> list[str]:
     """Render the tables and the figures into `report_dir` (default: the config's); return the files written."""
     check_inputs(cfg, config_path)
-    written = write_tables(cfg, config_path, report_dir, resamples, seed)
     folder = Path(report_dir or layout.report_dir(cfg["name"]))
     figures = {key: str(folder / path) for key, path in report_figures(cfg).items() if not key.startswith("pic_")}
+    inputs = [path for paths in report_inputs(cfg, config_path).values() for path in paths]
+    check_against_inputs([folder], inputs)
+    check_writer(folder, "report")  # pic's figures go in first, so the folder may hold files and no marker
+    for path in [*layout.report_tables(str(folder)).values(), *figures.values()]:
+        check_output(path, inputs)
+    folder.mkdir(parents=True, exist_ok=True)
+    mark_folder(folder, "report")
+    written = write_tables(cfg, config_path, report_dir, resamples, seed)
     training_curves(cfg, figures["training_curves"])
     for name, dataset in comparison_jobs(cfg):
         kind, scale = experiment_degradation(cfg, name)

@@ -10,8 +10,10 @@ gives the rules their patterns: called with "{dataset}" for a wildcard, it retur
 """
 from __future__ import annotations
 
+import glob
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
 from bsr import BsrError, layout
@@ -227,9 +229,14 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
                   # experiment file, rewritten whenever the experiment changes, makes the evaluation rerun.
                   "experiment": layout.experiment_config(d, w["experiment"]),
                   "hr": layout.hr_dir(d, w["dataset"]), "lr": layout.lr_dir(d, w["dataset"], kind, scale)}
+        # Evaluation runs where its experiment trains: on the CPU for device: cpu, else on a GPU if there is one,
+        # which it reserves, as training does (gpu=1 under profiles/default, sbatch --gpus=1 under SLURM).
+        cpu = resolve_experiment(cfg, w["experiment"])["train"]["device"] == "cpu"
         args = ["bsr", "evaluate", "--run", layout.run_dir(d, w["experiment"]), "--hr", inputs["hr"],
                 "--lr", inputs["lr"], "--dataset", w["dataset"], "--out", outputs["summary"],
-                "--sample", outputs["sample"], *(["--self-ensemble"] if stage != "evaluate" else [])]
+                "--sample", outputs["sample"], *(["--self-ensemble"] if stage != "evaluate" else []),
+                *(["--device", "cpu"] if cpu else [])]
+        resources = {"gpu": 0 if cpu else 1}
     elif stage == "bicubic":
         inputs = {"hr": layout.hr_dir(d, w["dataset"])}
         args = ["bsr", "eval-bicubic", "--hr", inputs["hr"], "--scale", w["scale"], "--kind", w["kind"],
@@ -261,6 +268,26 @@ def jobs(cfg: dict, config_path: str) -> list[Job]:
         raise BsrError(f"config: jobs {', '.join(clashes)} would share a name (and a log): rename an experiment or "
                        "a dataset")
     return table
+
+
+def gpu_here() -> bool:
+    """Whether this machine has a GPU that torch could use: NVIDIA's device files, or ROCm's. Looked up without
+    importing torch, which would add seconds to every Snakemake start."""
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or Path("/dev/kfd").exists()
+
+
+def cpu_training_warning(cfg: dict) -> str | None:
+    """Said at plan time on a machine without a GPU, when trainings would fall back to the CPU (device: auto)
+    or fail (device: cuda): forgetting `--configfile config/demo.yaml` would start the paper's trainings on a
+    CPU, for days."""
+    on_gpu = {name: resolve_experiment(cfg, name)["train"] for name in cfg["experiments"]}
+    on_gpu = {name: t for name, t in on_gpu.items() if t["device"] != "cpu"}
+    if not on_gpu or gpu_here():
+        return None
+    most = max(t["iterations"] for t in on_gpu.values())
+    return (f"no GPU on this machine: {len(on_gpu)} training(s) of this config ask for one (train.device auto or "
+            f"cuda) and would train on the CPU here (auto; cuda fails), up to {most:,} iterations each. For the "
+            f"CPU demo, pass --configfile config/demo.yaml; a cluster's GPU nodes run them under profiles/slurm")
 
 
 def download_args(cfg: dict, dataset: str) -> list[str]:

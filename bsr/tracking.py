@@ -46,6 +46,35 @@ def provenance() -> dict:
     return info
 
 
+# MLflow retries an unreachable server for minutes (7 tries, backoff factor 2, 120 s per request); these bound a
+# request's wait, unless the user's environment sets them. The probe below fails a dead server at once.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+PROBE_SECONDS = 10
+
+
+def connect(uri: str) -> None:
+    """Before the first call to a tracking server: bound MLflow's HTTP waits, and make sure the server answers,
+    else one error naming the URI (within PROBE_SECONDS) rather than minutes of retries and a traceback."""
+    import urllib.error
+    import urllib.request
+
+    from bsr import BsrError
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_SECONDS).close()
+    except urllib.error.HTTPError:
+        pass  # it answers (a proxy may not serve /health): MLflow's own calls say what is wrong, if anything
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise BsrError(f"{uri}: the MLflow tracking server does not answer ({reason}); start it, or point "
+                       f"tracking_uri / MLFLOW_TRACKING_URI at one that runs") from None
+
+
 def store_lock(uri: str):
     """Parallel jobs must not create (migrate) one sqlite store, nor one experiment, at the same time."""
     if not uri.startswith("sqlite:///"):
@@ -101,6 +130,7 @@ class Tracker:
             return
         from mlflow.tracking import MlflowClient
 
+        connect(uri)
         with store_lock(uri):
             # Models are registered in the tracking store itself, never in a $MLFLOW_REGISTRY_URI elsewhere.
             self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)

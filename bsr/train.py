@@ -37,7 +37,8 @@ from tqdm import tqdm
 from bsr import BsrError, layout
 from bsr.config import check_experiment, flatten
 from bsr.evaluate import model_upscaler, score_set
-from bsr.files import atomic_path, exclusive_lock, read_torch_file, write_text
+from bsr.files import (atomic_path, check_writer, exclusive_lock, mark_folder, read_torch_file, sigterm_raises,
+                       write_text)
 from bsr.losses import check_loss_config, hybrid_loss
 from bsr.model import build_model
 from bsr.sampling import PatchSampler, TrainingSet, load_training_set
@@ -46,6 +47,12 @@ from bsr.tracking import Tracker, provenance, resolve_uri
 CHECKPOINT, FINAL_MODEL, METRICS = layout.RUN_CHECKPOINT, layout.RUN_MODEL, layout.RUN_METRICS
 SUMMARY, CONFIG = layout.RUN_SUMMARY, layout.RUN_CONFIG
 METRIC_COLUMNS = ("step", "loss", "lr", "samples_per_s", "val_psnr")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return "the CPU (no GPU: slow at the paper's scale)" if not torch.cuda.is_available() else "the CPU"
 
 
 def distributed_context() -> tuple[int, int, int]:
@@ -75,6 +82,9 @@ def pick_device(name: str, local_rank: int | None = None) -> torch.device:
     that NCCL and the caching allocator use it."""
     if name == "cuda" and not torch.cuda.is_available():
         raise BsrError("train.device is 'cuda' but no CUDA device is available")
+    if name == "auto" and local_rank is not None and not torch.cuda.is_available():
+        raise BsrError(f"train.gpus is {distributed_context()[1]} with train.device auto, but no CUDA device is "
+                       "available: set train.device: cpu to train that many CPU processes (gloo) on purpose")
     device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
                           "cpu" if name == "auto" else name)
     if device.type == "cuda" and local_rank is not None:
@@ -330,24 +340,6 @@ def write_metric_log(path: Path, rows: list[dict]) -> None:
                + "".join(",".join(str(row.get(c, "")) for c in METRIC_COLUMNS) + "\n" for row in rows))
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's cancel, Snakemake stopping its jobs), raised wherever training is."""
-
-    exit_code = 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
-
-
-@contextlib.contextmanager
-def sigterm_raises():
-    def handler(signum, frame):
-        raise Terminated("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def train(cfg: dict, out_dir, resume: str = "no") -> dict | None:
     """Train one experiment into `out_dir`, in this process or as one rank of a torchrun launch; return the
     summary (None on ranks other than 0). A held lock keeps a second training out of the folder. The MLflow
@@ -359,10 +351,13 @@ def train(cfg: dict, out_dir, resume: str = "no") -> dict | None:
     check_launch(cfg["train"]["gpus"], world_size)
     if out_dir.exists() and not out_dir.is_dir():
         raise BsrError(f"{out_dir}: is a file; --out is a run folder")
+    check_writer(out_dir, "train")
     with sigterm_raises(), contextlib.ExitStack() as held:
         if cfg["train"].get("threads"):
             torch.set_num_threads(cfg["train"]["threads"])
         device = pick_device(cfg["train"]["device"], local_rank if world_size > 1 else None)
+        if is_main():  # first, so that a run that would take days on the CPU is seen at once
+            print(f"bsr train {cfg['name']}: training on {device_name(device)}", file=sys.stderr, flush=True)
         held.enter_context(process_group(device, world_size))
         state = agree_on_start(cfg, out_dir, resume, held)
         sampler, model, optimizer, scheduler = build(cfg, device, rank=rank)
@@ -397,6 +392,7 @@ def agree_on_start(cfg: dict, out_dir: Path, resume: str, held: contextlib.ExitS
         holder = f"bsr train {cfg['name']} (pid {os.getpid()} on {socket.gethostname()}, since {time.ctime()})"
         try:
             held.enter_context(exclusive_lock(out_dir / layout.RUN_LOCK, holder))
+            mark_folder(out_dir, "train")
             state = resume_state(cfg, out_dir / CHECKPOINT, resume)
         except BsrError as err:
             message = str(err)

@@ -13,16 +13,17 @@ is smaller (see DEFAULT_OVERLAP).
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import yaml
 from tqdm import tqdm
 
 from bsr import BsrError, layout
 from bsr.degrade import to_uint8
-from bsr.files import OUTPUT_MARKER, check_output, read_torch_file
+from bsr.config import DEFAULT_TRACKING_URI
+from bsr.files import URI_SCHEME, check_output, mark_folder, read_torch_file
 from bsr.images import IMAGE_SUFFIXES, as_rgb, list_images, read_image, write_image
 
 MODEL_KEYS = ("model", "model_config", "scale", "degradation", "name")
@@ -33,8 +34,8 @@ DEFAULT_TILE = {"cpu": 256, "cuda": 512}
 # from the untiled SR by up to 91, 4, 1 and 1 levels on 29%, 5%, 0.2% and 0.007% of its values; from 14 on,
 # by 1 level on 3 or 4 values (float sums in another order). 32 leaves a wide margin for longer training.
 DEFAULT_OVERLAP = 32
-# A scheme before a colon: `runs:/…`, `models:/…`, `s3://…`, `file:///…` (a bare word like `C:` is one letter).
-URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+# The one file of a torch.export program's data folder in an MLflow model.
+PT2_FILE = "model.pt2"
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -169,11 +170,29 @@ def inference_device(name: str):
     return torch.device(name)
 
 
+def check_saved_model(saved: dict, path) -> None:
+    """What a model.pt records, checked as the experiment schema checks a config, before a network is built
+    from it: an unknown arch would otherwise build BSR, and a huge n_fmg allocate until memory runs out."""
+    import torch
+
+    from bsr.config import package_schema, validate
+
+    if saved["scale"] not in (2, 3, 4) or isinstance(saved["scale"], bool):
+        raise BsrError(f"{path}: scale is {saved['scale']!r}, expected 2, 3 or 4")
+    if not isinstance(saved["model_config"], dict):
+        raise BsrError(f"{path}: model_config is a {type(saved['model_config']).__name__}, expected a mapping")
+    validate(dict(saved["model_config"]), package_schema("experiment")["properties"]["model"], f"{path}: model_config")
+    weights = saved["model"]
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise BsrError(f"{path}: model is not a state dict (a mapping of parameter names to tensors)")
+
+
 def load_model_file(path, device):
     """A `model.pt` written by `bsr train`, built from its own config, in eval mode, with what it records."""
     from bsr.model import build_model
 
     saved = read_torch_file(path, "model", MODEL_KEYS)
+    check_saved_model(saved, path)
     model = build_model(saved["model_config"], saved["scale"])
     try:
         model.load_state_dict(saved["model"])
@@ -183,24 +202,81 @@ def load_model_file(path, device):
     return model.to(device).eval(), saved
 
 
+def model_store(uri: str) -> str | None:
+    """The tracking store that a `runs:/` or `models:/` URI is looked up in: $MLFLOW_TRACKING_URI, else ./mlflow.db
+    (MLflow's default, and the pipeline's), which must exist: MLflow would create an empty one and then say only
+    that the model is not there. None for a URI that names its own location (file://, s3://, ...)."""
+    from bsr.tracking import resolve_uri
+
+    if not uri.startswith(("runs:/", "models:/")):
+        return None
+    store = resolve_uri(None, DEFAULT_TRACKING_URI)
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).is_file():
+        raise BsrError(f"{uri}: no MLflow store to look it up in: $MLFLOW_TRACKING_URI is unset (or names no "
+                       f"database) and {store[len('sqlite:///'):]} does not exist; set MLFLOW_TRACKING_URI to the "
+                       f"store the pipeline logged to")
+    return store
+
+
+def check_pt2_model(local: Path, uri: str) -> None:
+    """Refuse, before anything of it loads, an MLflow model that could run code: any but a torch.export program
+    ("pt2", what `bsr train` logs), such as a pickled module (MLflow's "pickle" serialisation), and any model
+    that ships code for the import path."""
+    try:
+        flavors = yaml.safe_load((local / "MLmodel").read_text()).get("flavors") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        raise BsrError(f"{uri}: not an MLflow model (no readable MLmodel file)") from None
+    conf = flavors.get("pytorch")
+    if not isinstance(conf, dict):
+        raise BsrError(f"{uri}: not a PyTorch MLflow model (flavors: {', '.join(flavors) or 'none'})")
+    if conf.get("code"):
+        raise BsrError(f"{uri}: refused, the model ships code ({conf['code']}) that loading it would import; bsr "
+                       f"loads only torch.export ('pt2') programs, as `bsr train` logs them")
+    data = local / str(conf.get("model_data", "data"))
+    if not (data / PT2_FILE).is_file() or any(p.name != PT2_FILE for p in data.iterdir() if p.is_file()):
+        found = ", ".join(sorted(p.name for p in data.iterdir())) if data.is_dir() else "nothing"
+        raise BsrError(f"{uri}: refused, not a torch.export ('pt2') program but {found} (a pickled model, whose "
+                       f"loading could run code); bsr loads only 'pt2' programs, as `bsr train` logs them")
+
+
 def load_mlflow_model(uri: str, device):
-    """A torch module logged with `mlflow.pytorch.log_model`, in eval mode. `runs:/` and `models:/` URIs are
-    looked up in $MLFLOW_TRACKING_URI, else in ./mlflow.db (MLflow's default, and the pipeline's)."""
+    """A torch.export program logged with `mlflow.pytorch.log_model`, in eval mode. `runs:/` and `models:/` URIs
+    are looked up in $MLFLOW_TRACKING_URI, else in ./mlflow.db. The model is downloaded and checked
+    (`check_pt2_model`) before MLflow loads it, with pickle deserialisation off, so that MLflow also checks that
+    the program's records hold tensors and plain values only."""
+    import os
     import tempfile
 
+    import mlflow.artifacts
     import mlflow.pytorch
     import torch
     from mlflow.exceptions import MlflowException
 
+    from bsr.tracking import connect, process_wide_store
+
+    store = model_store(uri)
+    where = f" from {store}" if store else ""
+    variable, before = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
     try:
-        with tempfile.TemporaryDirectory(prefix="bsr-model-") as tmp:  # MLflow would leave its download behind
-            model = mlflow.pytorch.load_model(uri, dst_path=tmp, map_location=device)
+        with tempfile.TemporaryDirectory(prefix="bsr-model-") as tmp, \
+                (process_wide_store(store) if store else contextlib.nullcontext()):
+            if store:
+                connect(store)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            check_pt2_model(local, uri)
+            os.environ[variable] = "false"
+            model = mlflow.pytorch.load_model(str(local), map_location=device)
     except (MlflowException, OSError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BsrError(f"{uri}: cannot load this MLflow model ({reason})") from None
+        raise BsrError(f"{uri}: cannot load this MLflow model{where} ({reason})") from None
+    finally:
+        if before is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = before
     if not isinstance(model, torch.nn.Module):
         raise BsrError(f"{uri}: holds a {type(model).__name__}, not a torch module")
-    with contextlib.suppress(NotImplementedError):  # a torch.export program (MLflow's "pt2") runs as exported
+    with contextlib.suppress(NotImplementedError):  # a torch.export program runs as exported
         model.eval()
     return model.to(device)
 
@@ -268,7 +344,7 @@ def upscale_files(model_source: str, source, out_dir, tile: int | None = None, o
     """
     files = input_images(source)
     out_dir = Path(out_dir)
-    check_output(out_dir, inputs=[source], folder=True)
+    check_output(out_dir, inputs=[source, model_source], folder=True, writer="upscale")
     torch_device = inference_device(device)
     tile = DEFAULT_TILE[torch_device.type] if tile is None else tile
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
@@ -276,7 +352,7 @@ def upscale_files(model_source: str, source, out_dir, tile: int | None = None, o
     model, scale = load_model(model_source, torch_device)
     upscale = model_upscaler(model, torch_device, tile, overlap, ensemble, progress=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / OUTPUT_MARKER).write_text("written by bsr; bsr may replace this folder\n")
+    mark_folder(out_dir, "upscale")
     written = []
     for path in tqdm(files, unit="image", desc=f"x{scale}", disable=len(files) == 1):
         written.append(out_dir / f"{path.stem}.png")

@@ -186,7 +186,7 @@ def test_a_refused_summary_is_refused_before_scoring_and_writes_no_csv(tmp_path,
     (tmp_path / "d.json").mkdir()
     (tmp_path / "d.json" / "mine.txt").write_text("mine")
     assert main(["eval-bicubic", "--hr", str(hr), "--scale", "2", "--kind", "BI", "--out", str(tmp_path / "d.json")]) == 1
-    assert "was not written by bsr" in capsys.readouterr().err and not (tmp_path / "d.csv").exists()
+    assert "is a folder; the output is a file" in capsys.readouterr().err and not (tmp_path / "d.csv").exists()
 
 
 def test_pic_checks_the_plot_patch_before_writing_tables(tmp_path, capsys):

@@ -150,7 +150,7 @@ def test_export_errors_are_one_line_naming_the_file(shared_data, registered_run,
     (tmp_path / "taken" / "notes.txt").write_text("someone's")
     assert main(["export", "--model", str(registered_run[0]), "--onnx", str(tmp_path / "taken")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"bsr: error: {tmp_path / 'taken'}: exists and was not written by bsr")
+    assert len(err) == 1 and err[0].startswith(f"bsr: error: {tmp_path / 'taken'}: is a folder; the output is a file")
     assert (tmp_path / "taken" / "notes.txt").read_text() == "someone's"
     assert not (tmp_path / "a.onnx").exists()
 

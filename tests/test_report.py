@@ -270,14 +270,44 @@ def compile_standalone(report_dir) -> set[str]:
     return pdf_font_types(pdf)
 
 
+# A label with every character LaTeX reads as markup, and HTML with a line break for Markdown.
+TEX_LABEL = "w/o RFS $_%#{}~^&\\"
+HTML_LABEL = "<script>alert(1)</script>\nL2"
+
+
 @pytest.mark.slow
 def test_standalone_latex_compiles_with_type1_fonts_and_notes_as_wide_as_the_table(evaluated, tmp_path):
+    """Any label compiles, and no table is wider than the page (an overfull box: its right columns would fall
+    off it); Table 1 of this config is wider than the line before it is scaled."""
     if not shutil.which("pdflatex"):
         pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile the report's tables_standalone.tex")
-    write_tables(evaluated, "tiny.yaml", tmp_path)
+    cfg = dict(evaluated, experiments={**evaluated["experiments"], "ablation_wo_rfs": {
+        **evaluated["experiments"]["ablation_wo_rfs"], "ablation": TEX_LABEL}})
+    write_tables(cfg, "tiny.yaml", tmp_path)
     assert compile_standalone(tmp_path) == {"Type1"}
     log = (tmp_path / "tables_standalone.log").read_text()
-    assert "Overfull" not in log
+    assert "Overfull" not in log and "Underfull" not in log
+    assert r"w/o RFS \$\_\%\#\{\}\textasciitilde{}\textasciicircum{}\&\textbackslash{}" in \
+        (tmp_path / "tables.tex").read_text()
+
+
+@pytest.mark.slow
+def test_the_demo_tables_fit_the_page(demo_run, tmp_path):
+    """The demo's Table 1 is 62 pt wider than the page unscaled, and its right columns would fall off."""
+    project, _ = demo_run
+    for name in ("tables.tex", "tables_standalone.tex"):
+        shutil.copy(project / "reports" / "bsr-demo" / name, tmp_path / name)
+    compile_standalone(tmp_path)
+    assert "Overfull" not in (tmp_path / "tables_standalone.log").read_text()
+
+
+def test_markdown_cells_hold_html_and_line_breaks_as_text(evaluated, tmp_path):
+    cfg = dict(evaluated, experiments={**evaluated["experiments"], "ablation_wo_rfs": {
+        **evaluated["experiments"]["ablation_wo_rfs"], "ablation": HTML_LABEL}})
+    write_tables(cfg, "tiny.yaml", tmp_path)
+    md = (tmp_path / "tables.md").read_text()
+    assert "<script>" not in md and "| **&lt;script&gt;alert(1)&lt;/script&gt; L2** |" in md
+    assert "&lt;script&gt;" in (tmp_path / "tables.html").read_text()
 
 
 @pytest.mark.slow

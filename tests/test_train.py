@@ -326,7 +326,7 @@ def test_a_fresh_start_removes_the_finished_outputs_it_replaces(shared_data, tmp
                "data": {**cfg["data"], "val_hr": str(tmp_path / "val")}}
     with pytest.raises(BsrError, match="broken.png"):
         train(changed, tmp_path / "run", resume="auto")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]  # it failed before checkpoint 3
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".bsr-output", ".lock"]  # it failed before checkpoint 3
 
 
 def test_a_run_missing_from_the_tracking_store_is_logged_anew_not_a_traceback(shared_data, tmp_path, capsys):

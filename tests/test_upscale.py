@@ -174,7 +174,7 @@ def test_cli_upscales_a_folder_tiled_with_progress_and_reruns_into_its_output(sh
 
 @pytest.mark.parametrize("argv,message", [
     (["--model", "{tmp}/nowhere"], "{tmp}/nowhere: no such run folder or model file, nor an MLflow model URI"),
-    (["--model", "{tmp}"], "{tmp}: a folder without model.pt"),
+    (["--model", "{tmp}/empty"], "{tmp}/empty: a folder without model.pt"),
     (["--model", "{tmp}/garbage.pt"], "{tmp}/garbage.pt: not a readable model"),
     (["--in", "{tmp}/missing"], "{tmp}/missing: no such file or folder (--in expects a PNG or BMP image"),
     (["--in", "{tmp}/photo.jpg"], "{tmp}/photo.jpg: --in expects a PNG or BMP image"),
@@ -184,6 +184,7 @@ def test_cli_upscales_a_folder_tiled_with_progress_and_reruns_into_its_output(sh
     (["--out", "{hr}"], "{hr}: refused as an output, it is the input"),
 ])
 def test_errors_are_one_line_naming_the_file_or_flag(shared_data, run, tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
     (tmp_path / "garbage.pt").write_bytes(b"garbage" * 10)
     (tmp_path / "photo.jpg").write_bytes(b"not really")
     hr = shared_data / "Set5" / "HR"

@@ -15,6 +15,8 @@ rule evaluate:
         EVALUATE_LOG,
     params:
         cmd=lambda w: EVALUATE(w).command,
+    resources:
+        gpu=lambda w: EVALUATE(w).resources["gpu"],
     conda:
         ENV
     shell:
@@ -31,6 +33,8 @@ rule evaluate_self_ensemble:
         EVALUATE_SELF_ENSEMBLE_LOG,
     params:
         cmd=lambda w: EVALUATE_SELF_ENSEMBLE(w).command,
+    resources:
+        gpu=lambda w: EVALUATE_SELF_ENSEMBLE(w).resources["gpu"],
     conda:
         ENV
     shell:
