@@ -1,4 +1,5 @@
-"""BSR reproduction: download -> degrade -> pic -> experiment_config -> train -> evaluate / bicubic -> report.
+"""BSR reproduction: download -> degrade -> pic -> experiment_config -> train -> evaluate / bicubic ->
+aggregate (experiments with replicates) -> report.
 
 Default config: the paper run (config/config.yaml). `--configfile FILE` replaces it (it is not merged into
 it). Every job is a record of the stage table (bsr.stages), which dvc.yaml serialises too: each rule takes
@@ -46,6 +47,7 @@ ENV = "../envs/bsr.yaml"  # relative to the rule files
 # Jobs that need no compute node run on the submitting host under a cluster executor: downloads need the
 # internet, which compute nodes often lack; the others only write a few small files.
 localrules:
+    aggregate,
     all,
     download,
     experiment_config,
@@ -71,4 +73,5 @@ include: "workflow/rules/degrade.smk"
 include: "workflow/rules/pic.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"

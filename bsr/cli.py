@@ -77,6 +77,14 @@ def cmd_evaluate(args):
                                   args.tile, args.self_ensemble, args.device)))
 
 
+def cmd_aggregate(args):
+    from bsr.aggregate import aggregate
+    from bsr.config import load_pipeline
+
+    summary = aggregate(load_pipeline(args.config), args.experiment, args.out)
+    print(f"wrote {args.out}: {summary['replicates']} replicates of {args.experiment}")
+
+
 def cmd_upscale(args):
     from bsr.upscale import upscale_files
 
@@ -197,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the ×8 self-ensemble (\"+\"): the mean over the 8 flips/rotations of the input")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default): CUDA if there is a GPU; the pipeline passes cpu for device: cpu experiments")
+
+    p = verb("aggregate", cmd_aggregate, "summarise an experiment's replicates (mean and seed sd per test set and "
+             "metric) in a JSON file and on the experiment's MLflow parent run", inputs=("config",), outputs=("out",))
+    p.add_argument("--config", required=True, help="pipeline config")
+    p.add_argument("--experiment", required=True, help="an experiment with replicates: N >= 2")
+    p.add_argument("--out", required=True, help="summary JSON")
 
     p = verb("upscale", cmd_upscale, "super-resolve an image, or every image of a folder, into PNGs of the same stems",
              inputs=("model", "input"), outputs=("out",), folders=("out",))

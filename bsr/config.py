@@ -178,21 +178,67 @@ def experiment_test_sets(cfg: dict, name: str) -> list[str]:
     return experiment_entry(cfg, name).get("test_sets", cfg["test_sets"])
 
 
+# ---- replicates: one experiment trained with N seeds --------------------------------------------------------
+# Replicate 0 is the experiment itself (its run, paths and resolved config are those of `replicates: 1`, so that
+# raising N trains only the new seeds); replicate k >= 1 is the run "<experiment>-r<k>".
+REPLICATE_MARK = "-r"
+
+
+def replicate_count(cfg: dict, name: str) -> int:
+    """N of an experiment: its own (or its base's) `replicates`, else `defaults.replicates`, else 1."""
+    return experiment_entry(cfg, name).get("replicates", cfg["defaults"].get("replicates", 1))
+
+
+def run_names(cfg: dict, name: str) -> list[str]:
+    """The training runs of an experiment, replicate 0 first."""
+    return [name] + [f"{name}{REPLICATE_MARK}{k}" for k in range(1, replicate_count(cfg, name))]
+
+
+def split_run(cfg: dict, run: str, source: str = "config") -> tuple[str, int]:
+    """(experiment, replicate index) of a run name."""
+    if run in cfg["experiments"]:
+        return run, 0
+    name, mark, index = run.rpartition(REPLICATE_MARK)
+    if mark and name in cfg["experiments"] and index.isdigit() and run in run_names(cfg, name):
+        return name, int(index)
+    raise BsrError(f"{source}: no experiment {run!r} (have: {', '.join(cfg['experiments'])}; replicate k of an "
+                   f"experiment with replicates: N > k is <experiment>{REPLICATE_MARK}<k>)")
+
+
+def replicate_seed(seed: int, index: int) -> int:
+    """The training seed of replicate `index` (0: `seed` itself): a 63-bit draw of numpy's SeedSequence keyed by
+    (seed, index), so that no replicate shares a stream with another, nor with an experiment seeded `seed + k`."""
+    if index == 0:
+        return seed
+    import numpy as np
+
+    high, low = np.random.SeedSequence(seed, spawn_key=(REPLICATE_SPAWN_KEY, index)).generate_state(2, np.uint32)
+    return int((int(high) << 32 | int(low)) >> 1)
+
+
+# Keeps the replicates' streams apart from the DDP ranks', which spawn from a seed with the key (rank,).
+REPLICATE_SPAWN_KEY = 0x5EED
+
+
 def resolve_experiment(cfg: dict, name: str, source: str = "config", keys: list | None = None) -> dict:
     """One experiment of a pipeline config, merged over `defaults`, with its data paths: what `bsr train` reads.
     `keys` receives the config keys read (that exist), as dotted paths: dvc.yaml's params of the experiment."""
     from bsr import layout
 
     read = [] if keys is None else keys
-    if name not in cfg["experiments"]:
-        raise BsrError(f"{source}: no experiment {name!r} (have: {', '.join(cfg['experiments'])})")
+    run, (name, replicate) = name, split_run(cfg, name, source)
     exp = experiment_entry(cfg, name, source)
     read += [f"experiments.{name}", *([f"bases.{exp['base']}"] if "base" in exp else [])]
     d, scale, kind = cfg["data_dir"], exp.get("scale"), exp.get("degradation")
-    resolved = {"name": name, "scale": scale, "degradation": kind}
+    resolved = {"name": run, "scale": scale, "degradation": kind}
     for section in EXPERIMENT_SECTIONS:
         resolved[section] = deep_merge(cfg["defaults"][section], exp.get(section, {}))
         read.append(f"defaults.{section}")
+    if replicate:
+        seed = resolved["train"]["seed"]
+        resolved["train"]["seed"] = replicate_seed(seed, replicate)
+        resolved["replicate"] = {"experiment": name, "index": replicate, "base_seed": seed}
+        read += [key for key in ("defaults.replicates",) if "replicates" in cfg["defaults"]]
     resolved["data"] = {
         "train_hr": [layout.hr_dir(d, s) for s in cfg["train_sets"]],
         "train_lr": [layout.lr_dir(d, s, kind, scale) for s in cfg["train_sets"]],
@@ -203,7 +249,8 @@ def resolve_experiment(cfg: dict, name: str, source: str = "config", keys: list 
     read += ["data_dir", "train_sets", "val_set"]
     registry = cfg.get("registry", {})
     model_name = registry.get("model", DEFAULT_REGISTERED_MODEL)  # null: models are logged, none registered
-    registered = model_name.replace("{experiment}", name) if model_name else None
+    # Replicate 0 alone is registered: bsr upscale and export of models:/NAME@ALIAS take the experiment's model.
+    registered = model_name.replace("{experiment}", name) if model_name and not replicate else None
     resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "default_uri": DEFAULT_TRACKING_URI,
                             "experiment": cfg["name"], "registered_model": registered,
                             "model_alias": (registry.get("alias") or cfg["name"]) if registered else None}

@@ -50,6 +50,11 @@ def eval_json(data_dir, experiment: str, dataset: str, self_ensemble: bool = Fal
     return str(P(data_dir) / "eval" / experiment / f"{dataset}{'+' if self_ensemble else ''}.json")
 
 
+def replicates_json(data_dir, experiment: str) -> str:
+    """Mean and seed sd per test set and metric over an experiment's replicates (`bsr aggregate`)."""
+    return str(P(data_dir) / "replicates" / f"{experiment}.json")
+
+
 def bicubic_json(data_dir, dataset: str, kind: str, scale: int) -> str:
     return str(P(data_dir) / "bicubic" / dataset / f"{degradation_tag(kind, scale)}.json")
 

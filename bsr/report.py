@@ -27,7 +27,8 @@ import pandas as pd
 import yaml
 
 from bsr import BsrError, layout, stats
-from bsr.config import experiment_entry, experiment_test_sets, flatten, load_pipeline
+from bsr.config import (experiment_entry, experiment_test_sets, flatten, load_pipeline, replicate_count,
+                        run_names)
 from bsr.dvc_stages import dvc_yaml_path
 from bsr.files import check_against_inputs, check_output, check_writer, mark_folder, write_text
 from bsr.images import list_images, read_image
@@ -91,16 +92,31 @@ class Bootstrap:
     seed: int = stats.SEED
     level: float = stats.LEVEL
 
-    def mean(self, a) -> tuple[float, float]:
-        return stats.bootstrap_ci(a, self.resamples, self.seed, self.level)
+    def mean(self, scores) -> tuple[float, float]:
+        """Of replicates × images: over the images for one replicate, over images and seeds for more."""
+        return stats.replicate_ci(scores, self.resamples, self.seed, self.level)
 
-    def paired(self, a, b) -> tuple[float, float]:
-        return stats.paired_bootstrap_ci(a, b, self.resamples, self.seed, self.level)
+    def paired(self, a, b, b_trained: bool = True) -> tuple[float, float]:
+        return stats.replicate_difference_ci(a, b, b_trained, self.resamples, self.seed, self.level)
 
-    def note(self) -> str:
-        return (f"Intervals [a, b]: {self.level:.0%} percentile bootstrap interval over the test set's images "
-                f"({self.resamples:,} resamples, seed {self.seed}). It covers which images a set holds, not the "
-                "randomness of training (one training run per row).")
+    def note(self, seeds: dict[str, int] | None = None) -> str:
+        """What the intervals cover, given the replicates of each row (label -> N)."""
+        images = (f"{self.level:.0%} percentile bootstrap interval over the test set's images ({self.resamples:,} "
+                  f"resamples, seed {self.seed})")
+        several = {label: n for label, n in (seeds or {}).items() if n > 1}
+        if not several:
+            return (f"Intervals [a, b]: {images}. It covers which images a set holds, not the randomness of "
+                    "training (one training run per row).")
+        once = [label for label, n in seeds.items() if n == 1]
+        counts = listing(f"{label} {n}" for label, n in several.items())
+        return (f"Intervals [a, b], {self.level:.0%}. Rows trained with several seeds ({counts} seeds): the value "
+                "is the mean over the trainings of their set means, ±sd the seed standard deviation of a set "
+                "mean, and the interval covers both which images the set holds and which seeds were drawn "
+                "(mean ± t·se, se from the replicate × image variance components, Welch–Satterthwaite degrees of "
+                "freedom: bsr/stats.py); wins count the images where the mean over the seeds scores higher. " + (
+                    f"Rows trained once ({listing(once)}): a {images}, which covers the images, not training "
+                    "randomness; compared with a row that has seeds, such a row borrows that row's seed variance."
+                    if once else "Every row has seeds."))
 
 
 def number(value: float, digits: int, signed: bool = False) -> str:
@@ -184,11 +200,54 @@ def read_scores(summary_json) -> Scores:
     return Scores(str(summary_json), summary, images)
 
 
-def paired(a: Scores, b: Scores, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Both evaluations' per-image scores, in the same image order."""
-    if set(a.images.index) != set(b.images.index):
-        raise BsrError(f"{a.path} and {b.path} score different images, so they cannot be compared image by image")
-    return a.images[metric].to_numpy(), b.images.loc[a.images.index, metric].to_numpy()
+@dataclass
+class Replicated:
+    """One experiment's evaluations on one test set: a Scores per replicate run, replicate 0 first."""
+    runs: list[Scores]
+
+    @property
+    def seeds(self) -> int:
+        return len(self.runs)
+
+    def value(self, metric: str) -> float:
+        """The row's value: the mean over replicates of the set means (for one, its summary's mean)."""
+        return float(np.mean([run.summary[metric] for run in self.runs]))
+
+    def matrix(self, metric: str, images: pd.Index | None = None) -> np.ndarray:
+        """Per-image scores, replicates × images, in the order of `images` (default: replicate 0's)."""
+        images = self.runs[0].images.index if images is None else images
+        for run in self.runs:
+            if set(run.images.index) != set(images):
+                raise BsrError(f"{self.runs[0].path} and {run.path} score different images, so they cannot be "
+                               "compared image by image")
+        return np.stack([run.images.loc[images, metric].to_numpy() for run in self.runs])
+
+
+def read_replicated(cfg: dict, name: str, dataset: str, self_ensemble: bool = False) -> Replicated:
+    return Replicated([read_scores(layout.eval_json(cfg["data_dir"], run, dataset, self_ensemble))
+                       for run in run_names(cfg, name)])
+
+
+def paired(a: Replicated, b: Replicated, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' per-image scores, replicates × images, in the same image order."""
+    if set(a.runs[0].images.index) != set(b.runs[0].images.index):
+        raise BsrError(f"{a.runs[0].path} and {b.runs[0].path} score different images, so they cannot be "
+                       "compared image by image")
+    images = a.runs[0].images.index
+    return a.matrix(metric, images), b.matrix(metric, images)
+
+
+def with_seeds(text: str, scores: Replicated, metric: str) -> str:
+    """`30.12 [29.8, 30.4]`, and ` ±0.03 (3 seeds)` for a row with replicates."""
+    if scores.seeds == 1:
+        return text
+    sd = stats.seed_sd(scores.matrix(metric))
+    return f"{text} ±{number(sd, DIGITS[metric])} ({scores.seeds} seeds)"
+
+
+def verdict(interval: tuple[float, float]) -> str:
+    low, high = interval
+    return "better" if low > 0 else "worse" if high < 0 else "within noise"
 
 
 def trained_iterations(cfg: dict, name: str) -> int:
@@ -268,27 +327,28 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
                   ["Test set", "Run (iterations)", "Metric", "Paper BSR", "Ours [95% CI]", "Ours − paper",
                    "Paper bicubic", "Our bicubic", "Ours − bicubic [95% CI]", "Wins"],
                   "lllrrrrrrr")
-    iterations, kinds, spaces, sizes, ties = {}, [], set(), {}, []
+    iterations, kinds, spaces, sizes, ties, seeds = {}, [], set(), {}, [], {}
     plain = main_experiments(cfg)
     for row, dataset in [(row, s) for row in measured_rows(cfg) for s in experiment_test_sets(cfg, row.name)]:
         name = row.name
         kind, scale = experiment_degradation(cfg, name)
         iterations[name] = trained_iterations(cfg, name)
-        ours = read_scores(row.eval_json(cfg, dataset))
-        bicubic = read_scores(layout.bicubic_json(d, dataset, kind, scale))
+        ours = read_replicated(cfg, name, dataset, row.self_ensemble)
+        bicubic = Replicated([read_scores(layout.bicubic_json(d, dataset, kind, scale))])
         # A baseline trained here (method), or a self-ensemble, has no paper value: the paper publishes BSR alone.
         paper_bsr = paper_values(kind, PAPER_BSR).get((scale, dataset), {}) \
             if name in plain and not row.self_ensemble else {}
         paper_bicubic = paper_values(kind, PAPER_BICUBIC).get((scale, dataset), {})
         kinds.append(kind)
-        spaces |= {ours.summary["space"], bicubic.summary["space"]}
-        sizes[dataset] = ours.summary["n"]
+        spaces |= {ours.runs[0].summary["space"], bicubic.runs[0].summary["space"]}
+        sizes[dataset] = ours.runs[0].summary["n"]
+        seeds[f"{name}{SELF_ENSEMBLE if row.self_ensemble else ''}"] = ours.seeds
         for metric in METRICS:
-            digits, mine, theirs = DIGITS[metric], ours.summary[metric], paper_bsr.get(metric)
+            digits, mine, theirs = DIGITS[metric], ours.value(metric), paper_bsr.get(metric)
             first = metric == METRICS[0]  # the block's later rows leave the set and run to the first
             a, b = paired(ours, bicubic, metric)
-            over_bicubic = boot.paired(a, b)
-            wins, n = stats.win_rate(a, b)
+            over_bicubic = boot.paired(a, b, b_trained=False)  # bicubic has no seeds
+            wins, n = stats.win_rate(a.mean(axis=0), b[0])
             if over_bicubic[0] <= 0 <= over_bicubic[1]:
                 ties.append(f"{name} on {dataset} {kind} ×{scale} ({METRIC_LABELS[metric]})")
             table.rows.append(Row([
@@ -296,10 +356,10 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
                 cell((f"{name} ({iterations[name]:,})" if name in plain and not row.self_ensemble
                       else f"{row.label}: {name} ({iterations[name]:,})") if first else ""),
                 cell(METRIC_LABELS[metric]), cell(optional(theirs, digits)),
-                cell(with_interval(mine, boot.mean(a), digits)),
+                cell(with_seeds(with_interval(mine, boot.mean(a), digits), ours, metric)),
                 cell(optional(None if theirs is None else mine - theirs, digits, signed=True)),
-                cell(optional(paper_bicubic.get(metric), digits)), cell(number(bicubic.summary[metric], digits)),
-                cell(with_interval(mine - bicubic.summary[metric], over_bicubic, digits, signed=True)),
+                cell(optional(paper_bicubic.get(metric), digits)), cell(number(bicubic.value(metric), digits)),
+                cell(with_interval(mine - bicubic.value(metric), over_bicubic, digits, signed=True)),
                 cell(f"{wins}/{n}")], rule=first))
     if not table.rows:
         table.notes.append("No BSR experiment outside the ablation in this config.")
@@ -308,7 +368,7 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
         f"{metric_convention(spaces)}; " + "; ".join(f"{k}: {DEGRADATIONS[k]}" for k in dict.fromkeys(kinds)) +
         "; bicubic upsampling is MATLAB's. "
         "“–”: the paper has no such set (or no bicubic row for it).",
-        boot.note(),
+        boot.note(seeds),
         "Ours − bicubic (our bicubic) is paired, the same images at the same degradation and scale: its interval "
         "is that of the mean per-image difference, and Wins counts the images where our BSR scores higher. "
         "Ours − paper is not paired (the paper publishes set means, no per-image scores), so it gets no interval; "
@@ -364,13 +424,13 @@ def build_literature(cfg: dict, kind: str) -> Table:
                 if dataset not in datasets:
                     elsewhere.append(dataset)
                     continue
-                bsr = read_record(row.eval_json(cfg, dataset))
+                bsr = read_replicated(cfg, row.name, dataset, row.self_ensemble)  # the mean over its seeds
                 bicubic = read_record(layout.bicubic_json(d, dataset, kind, scale))
-                spaces |= {bsr["space"], bicubic["space"]}
+                spaces |= {bsr.runs[0].summary["space"], bicubic["space"]}
                 ours |= {OURS_BICUBIC, label}
                 for metric in METRICS:
                     block.setdefault(OURS_BICUBIC, {})[(dataset, metric)] = (bicubic[metric], "")
-                    block.setdefault(label, {})[(dataset, metric)] = (bsr[metric], "")
+                    block.setdefault(label, {})[(dataset, metric)] = (bsr.value(metric), "")
         styles = {}
         for column in [(dataset, metric) for dataset in datasets for metric in METRICS]:
             ranked = [(label, values[column][0]) for label, values in block.items()
@@ -396,48 +456,71 @@ def build_literature(cfg: dict, kind: str) -> Table:
 
 
 def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
-    """Each arm against our own Baseline, image by image, beside the paper's arm − Baseline deltas."""
+    """Each arm against our own Baseline, image by image, beside the paper's arm − Baseline deltas. With
+    replicates, each difference says whether it is real: its seed-aware interval, the seed sd, a verdict in
+    words, and whether the paper's delta lies inside our interval."""
     d = cfg["data_dir"]
-    table = Table("Ablation: each arm against our Baseline (PSNR, dB)",
-                  ["Variant", "What changes", "Ours [95% CI]", "Ours − our Baseline [95% CI]", "Wins over Baseline",
-                   "Paper − paper Baseline"], "llrrrr")
+    arms = {exp["ablation"]: name for name, exp in cfg["experiments"].items() if "ablation" in exp}
+    seeds = {variant: replicate_count(cfg, name) for variant, name in arms.items()}
+    replicated = any(n > 1 for n in seeds.values())
+    header = ["Variant", "What changes", "Ours [95% CI]", "Ours − our Baseline [95% CI]", "Wins over Baseline",
+              "Paper − paper Baseline"]
+    if replicated:
+        header[4:4] = ["Seed sd (seeds)", "Verdict"]
+        header.append("Paper's Δ in our CI")
+    table = Table("Ablation: each arm against our Baseline (PSNR, dB)", header,
+                  "llrrrlrrl" if replicated else "llrrrr")
     published = {r["variant"]: r for r in paper_rows("bsr_ablation.tsv")}
     paper_baseline = float(published[PAPER_BASELINE]["psnr"])
-    arms = {exp["ablation"]: name for name, exp in cfg["experiments"].items() if "ablation" in exp}
     baseline = arms.get(PAPER_BASELINE)
     if baseline:
         # every arm is scored where the Baseline is: its first test set, at its degradation and scale
         dataset, where = experiment_test_sets(cfg, baseline)[0], experiment_degradation(cfg, baseline)
-        base = read_scores(layout.eval_json(d, baseline, dataset))
+        base = read_replicated(cfg, baseline, dataset)
     iterations, ties = {}, []
     for variant in dict.fromkeys([*published, *arms]):
         paper, name = published.get(variant), arms.get(variant)
-        ours = [cell("–")] * 3
+        paper_delta = float(paper["psnr"]) - paper_baseline if paper and variant != PAPER_BASELINE else None
+        ours = {key: cell("–") for key in ("mean", "delta", "sd", "verdict", "wins", "inside")}
         if name:
             if baseline and (dataset not in experiment_test_sets(cfg, name) or
                              experiment_degradation(cfg, name) != where):
                 raise BsrError(f"ablation arm {name}: not tested on {dataset} {where[0]} ×{where[1]} like the "
                                f"{PAPER_BASELINE} arm ({baseline}); arms are compared with it image by image")
             iterations[name] = trained_iterations(cfg, name)
-            scores = read_scores(layout.eval_json(d, name, dataset if baseline else experiment_test_sets(cfg, name)[0]))
-            ours[0] = cell(with_interval(scores.summary["psnr"], boot.mean(scores.images["psnr"]), 2))
+            scores = read_replicated(cfg, name, dataset if baseline else experiment_test_sets(cfg, name)[0])
+            ours["mean"] = cell(with_interval(scores.value("psnr"), boot.mean(scores.matrix("psnr")), 2))
+            if scores.seeds > 1:
+                ours["sd"] = cell(f"{number(stats.seed_sd(scores.matrix('psnr')), 2)} ({scores.seeds})")
             if baseline and name != baseline:
                 a, b = paired(scores, base, "psnr")
-                interval, (wins, n) = boot.paired(a, b), stats.win_rate(a, b)
+                interval, (wins, n) = boot.paired(a, b), stats.win_rate(a.mean(axis=0), b.mean(axis=0))
                 if interval[0] <= 0 <= interval[1]:
                     ties.append(variant)
-                delta = scores.summary["psnr"] - base.summary["psnr"]
-                ours[1:] = [cell(with_interval(delta, interval, 2, signed=True)), cell(f"{wins}/{n}")]
-        paper_delta = float(paper["psnr"]) - paper_baseline if paper and variant != PAPER_BASELINE else None
+                delta = scores.value("psnr") - base.value("psnr")
+                ours |= {"delta": cell(with_interval(delta, interval, 2, signed=True)), "wins": cell(f"{wins}/{n}"),
+                         "verdict": cell(verdict(interval))}
+                if paper_delta is not None:
+                    ours["inside"] = cell("yes" if interval[0] <= paper_delta <= interval[1] else "no")
+        columns = [ours["mean"], ours["delta"], *([ours["sd"], ours["verdict"]] if replicated else []), ours["wins"],
+                   cell(optional(paper_delta, 2, signed=True)), *([ours["inside"]] if replicated else [])]
         table.rows.append(Row([cell(Text(variant, "bold" if name else "")), cell(paper["note"] if paper else ""),
-                               *ours, cell(optional(paper_delta, 2, signed=True))]))
+                               *columns]))
     if baseline:
         table.notes += [
             f"Our arms: {dataset} {where[0]} ×{where[1]}, each compared with our Baseline image by image (paired); "
             "Wins counts the images where the arm beats it. The paper's deltas are against its own Baseline "
             f"({paper_baseline:.2f} dB); it does not say which set and scale its ablation used, so its absolute "
             "values are not comparable with ours.",
-            boot.note()]
+            boot.note(seeds if replicated else None)]
+        if replicated:
+            table.notes.append(
+                "Verdict: better or worse when the interval of ours − our Baseline excludes 0, within noise when it "
+                "holds 0; an arm's difference takes the seed variance of both arms (each arm's replicates are "
+                "independent of the other's). Paper's Δ in our CI: whether the paper's delta is a value our "
+                "interval allows." + (" Arms have different numbers of seeds (" +
+                                      listing(f"{v} {n}" for v, n in seeds.items()) + ")."
+                                      if len(set(seeds.values())) > 1 else ""))
     else:
         table.notes.append(f"No arm is labelled {PAPER_BASELINE}, so ours are not compared." if arms else
                            "This config runs no ablation arm.")

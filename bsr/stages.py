@@ -17,14 +17,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bsr import BsrError, layout
-from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment
+from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment, run_names, split_run
 
 # The rules, in the order the data flows through them, and their wildcards.
 STAGES = {"download": ("dataset",), "degrade": ("dataset", "kind", "scale"),
           "pic": ("dataset", "kind", "scale", "reduce"), "experiment_config": ("experiment",),
           "train": ("experiment",), "evaluate": ("experiment", "dataset"),
-          "evaluate_self_ensemble": ("experiment", "dataset"), "bicubic": ("dataset", "kind", "scale"),
-          "report": ()}
+          "evaluate_self_ensemble": ("experiment", "dataset"), "aggregate": ("experiment",),
+          "bicubic": ("dataset", "kind", "scale"), "report": ()}
 # The outputs that are folders (Snakemake's directory()).
 FOLDERS = {"download": ("hr",), "degrade": ("lr",), "pic": ("tables",)}
 # Per training job when the config's resources.train does not say.
@@ -66,8 +66,14 @@ def wildcard_tags(wildcards: dict[str, str]) -> list[str]:
 # ---- which jobs the config asks for ---------------------------------------------------------------------
 
 def experiment_degradation(cfg: dict, name: str) -> tuple[str, int]:
-    exp = cfg["experiments"][name]
+    """Of an experiment, or of a replicate run of one."""
+    exp = cfg["experiments"][split_run(cfg, name)[0]]
     return exp["degradation"], exp["scale"]
+
+
+def runs(cfg: dict) -> list[str]:
+    """Every training run: each experiment's replicates, replicate 0 (the experiment itself) first."""
+    return [run for name in cfg["experiments"] for run in run_names(cfg, name)]
 
 
 def degrade_jobs(cfg: dict) -> list[tuple[str, str, int]]:
@@ -88,13 +94,24 @@ def bicubic_jobs(cfg: dict) -> list[tuple[str, str, int]]:
 
 
 def evaluate_jobs(cfg: dict) -> list[tuple[str, str]]:
+    """(experiment, dataset) of every experiment's test sets; its replicates are `run_evaluate_jobs`."""
     return [(name, dataset) for name in cfg["experiments"] for dataset in experiment_test_sets(cfg, name)]
+
+
+def run_evaluate_jobs(cfg: dict, evaluations=evaluate_jobs) -> list[tuple[str, str]]:
+    """(run, dataset) of every evaluation in `evaluations` (experiment, dataset), for each replicate run."""
+    return [(run, dataset) for name, dataset in evaluations(cfg) for run in run_names(cfg, name)]
 
 
 def self_ensemble_jobs(cfg: dict) -> list[tuple[str, str]]:
     """The evaluations also scored as the ×8 self-ensemble ("+"): those of experiments with self_ensemble: true."""
     return [(name, dataset) for name, dataset in evaluate_jobs(cfg)
             if experiment_entry(cfg, name).get("self_ensemble")]
+
+
+def aggregate_jobs(cfg: dict) -> list[str]:
+    """The experiments with replicates (N >= 2), whose evaluations `bsr aggregate` summarises in MLflow."""
+    return [name for name in cfg["experiments"] if len(run_names(cfg, name)) > 1]
 
 
 def comparison_jobs(cfg: dict) -> list[tuple[str, str]]:
@@ -117,8 +134,9 @@ def figure_paths(cfg: dict) -> dict[str, str]:
 
 
 def targets(cfg: dict) -> list[str]:
-    """What a whole run makes: the report and every figure."""
-    return list(dict.fromkeys([*paths(cfg, "report", {})[0].values(), *figure_paths(cfg).values()]))
+    """What a whole run makes: the report, every figure, and the summaries of experiments with replicates."""
+    return list(dict.fromkeys([*paths(cfg, "report", {})[0].values(), *figure_paths(cfg).values(),
+                               *(layout.replicates_json(cfg["data_dir"], name) for name in aggregate_jobs(cfg))]))
 
 
 def pic_figure(report_dir: str, dataset: str, kind: str, scale, reduce: str) -> str:
@@ -132,8 +150,8 @@ def comparison_figure(report_dir: str, dataset: str, kind: str, scale) -> str:
 def report_inputs(cfg: dict, config_path: str) -> dict[str, list[str]]:
     """Every file the report reads, by kind: all it reads (bsr.report takes its paths from here)."""
     d = cfg["data_dir"]
-    evaluations = [layout.eval_json(d, e, s) for e, s in evaluate_jobs(cfg)]
-    evaluations += [layout.eval_json(d, e, s, self_ensemble=True) for e, s in self_ensemble_jobs(cfg)]
+    evaluations = [layout.eval_json(d, e, s) for e, s in run_evaluate_jobs(cfg)]
+    evaluations += [layout.eval_json(d, e, s, self_ensemble=True) for e, s in run_evaluate_jobs(cfg, self_ensemble_jobs)]
     bicubic = [layout.bicubic_json(d, *job) for job in bicubic_jobs(cfg)]
     return {
         # which config the report is of, and the paper's, to list where they differ
@@ -151,6 +169,16 @@ def report_inputs(cfg: dict, config_path: str) -> dict[str, list[str]]:
         # train.json records the iterations a run trained, which say whether its numbers can mean anything
         "trainings": [layout.run_file(d, e, layout.RUN_SUMMARY) for e in cfg["experiments"]],
     }
+
+
+def aggregate_inputs(cfg: dict, name: str) -> dict[str, list[str]]:
+    """What `bsr aggregate` reads of an experiment: each replicate's training summary (its MLflow run) and its
+    evaluations (plain and ×8) on every test set."""
+    d, sets = cfg["data_dir"], experiment_test_sets(cfg, name)
+    plus = [True] if experiment_entry(cfg, name).get("self_ensemble") else []
+    return {"trainings": [layout.run_file(d, run, layout.RUN_SUMMARY) for run in run_names(cfg, name)],
+            "evaluations": [layout.eval_json(d, run, dataset, ensemble) for run in run_names(cfg, name)
+                            for dataset in sets for ensemble in [False, *plus]]}
 
 
 # ---- one job --------------------------------------------------------------------------------------------
@@ -175,6 +203,8 @@ def paths(cfg: dict, stage: str, w: dict[str, str]) -> tuple[dict[str, str], str
         summary = layout.bicubic_json(d, w["dataset"], w["kind"], w["scale"]) if stage == "bicubic" else \
             layout.eval_json(d, w["experiment"], w["dataset"], self_ensemble=stage != "evaluate")
         outputs = {"summary": summary, "scores": layout.scores_csv(summary), "sample": layout.sample_png(summary)}
+    elif stage == "aggregate":
+        outputs = {"summary": layout.replicates_json(d, w["experiment"])}
     elif stage == "report":
         outputs = layout.report_tables(reports) | {key: path for key, path in figure_paths(cfg).items()
                                                    if not key.startswith("pic_")}
@@ -241,6 +271,11 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
         inputs = {"hr": layout.hr_dir(d, w["dataset"])}
         args = ["bsr", "eval-bicubic", "--hr", inputs["hr"], "--scale", w["scale"], "--kind", w["kind"],
                 "--out", outputs["summary"], "--sample", outputs["sample"]]
+    elif stage == "aggregate":
+        inputs = aggregate_inputs(cfg, w["experiment"])
+        args = ["bsr", "aggregate", "--config", config_path, "--experiment", w["experiment"],
+                "--out", outputs["summary"]]
+        keys = [f"experiments.{w['experiment']}", *(["defaults.replicates"] if "replicates" in cfg["defaults"] else [])]
     else:  # report
         inputs = report_inputs(cfg, config_path)
         args = ["bsr", "report", "--config", config_path, "--out", layout.report_dir(cfg["name"])]
@@ -253,10 +288,11 @@ def jobs(cfg: dict, config_path: str) -> list[Job]:
         "download": [(s,) for s in cfg["datasets"]],
         "degrade": degrade_jobs(cfg),
         "pic": pic_jobs(cfg),
-        "experiment_config": [(e,) for e in cfg["experiments"]],
-        "train": [(e,) for e in cfg["experiments"]],
-        "evaluate": evaluate_jobs(cfg),
-        "evaluate_self_ensemble": self_ensemble_jobs(cfg),
+        "experiment_config": [(run,) for run in runs(cfg)],
+        "train": [(run,) for run in runs(cfg)],
+        "evaluate": run_evaluate_jobs(cfg),
+        "evaluate_self_ensemble": run_evaluate_jobs(cfg, self_ensemble_jobs),
+        "aggregate": [(name,) for name in aggregate_jobs(cfg)],
         "bicubic": bicubic_jobs(cfg),
         "report": [()],
     }
@@ -280,7 +316,7 @@ def cpu_training_warning(cfg: dict) -> str | None:
     """Said at plan time on a machine without a GPU, when trainings would fall back to the CPU (device: auto)
     or fail (device: cuda): forgetting `--configfile config/demo.yaml` would start the paper's trainings on a
     CPU, for days."""
-    on_gpu = {name: resolve_experiment(cfg, name)["train"] for name in cfg["experiments"]}
+    on_gpu = {run: resolve_experiment(cfg, run)["train"] for run in runs(cfg)}
     on_gpu = {name: t for name, t in on_gpu.items() if t["device"] != "cpu"}
     if not on_gpu or gpu_here():
         return None

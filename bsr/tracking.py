@@ -167,6 +167,13 @@ class Tracker:
         if self.enabled:
             self.client.update_run(self.run_id, status="RUNNING")
 
+    def set_tags(self, tags: dict) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def log_params(self, params: dict) -> None:
         if not self.enabled:
             return

@@ -332,7 +332,15 @@ def open_tracker(cfg: dict, run_id: str | None, world_size: int) -> Tracker:
     else:
         tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance(),
                             "world_size": world_size})
+        tracker.set_tags(replicate_tags(cfg))
     return tracker
+
+
+def replicate_tags(cfg: dict) -> dict:
+    """Which experiment a run trains, as which replicate and with which seed: MLflow tags to group runs by."""
+    replicate = cfg.get("replicate", {})
+    return {"bsr.experiment": replicate.get("experiment", cfg["name"]), "bsr.replicate": replicate.get("index", 0),
+            "bsr.seed": cfg["train"]["seed"]}
 
 
 def write_metric_log(path: Path, rows: list[dict]) -> None:
@@ -481,7 +489,8 @@ def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, world
         torch.save({"model": model.state_dict(), "model_config": cfg["model"], "scale": cfg["scale"],
                     "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
     validated = [row["val_psnr"] for row in log_rows if "val_psnr" in row]
-    summary = {"name": cfg["name"], "iterations": t["iterations"], "val_psnr": validated[-1] if validated else None,
+    summary = {"name": cfg["name"], **{key.removeprefix("bsr."): value for key, value in replicate_tags(cfg).items()},
+               "iterations": t["iterations"], "val_psnr": validated[-1] if validated else None,
                "fallback_patches": fallback_patches, "excluded_images": sampler.excluded,
                "device": str(device), "world_size": world_size,
                "engine": {key: switch(t[key], device) for key in ("amp", "channels_last", "compile")},

@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from bsr import stages
 from tests.conftest import REPO, command_env, project_copy, snakemake, tiny_pipeline_config
 from tests.test_report import compile_standalone
 
@@ -37,16 +38,20 @@ def test_paper_dag_lists_every_job():
     assert jobs["degrade"] == {f"dataset={d}, kind={k}, scale={s}" for d in ["DIV2K", *tests] for k, s in degradations}
     arms = ["ablation_baseline", "ablation_wo_rfs", "ablation_wo_sc", "ablation_l2", "ablation_l2_l1"]
     main = ["BI_x2", "BI_x3", "BI_x4", "BD_x3", "EDSR_x2"]
-    assert jobs["train"] == {f"experiment={e}" for e in [*main, *arms]}
+    runs = [f"{arm}{seed}" for arm in arms for seed in ("", "-r1", "-r2")]  # three replicates per arm
+    assert jobs["train"] == {f"experiment={e}" for e in [*main, *runs]}
     expected = {f"experiment={e}, dataset={d}" for e in main for d in tests}
-    assert jobs["evaluate"] == expected | {f"experiment={a}, dataset=Set5" for a in arms}
+    assert jobs["evaluate"] == expected | {f"experiment={run}, dataset=Set5" for run in runs}
+    assert jobs["aggregate"] == {f"experiment={arm}" for arm in arms}
+    if not stages.gpu_here():
+        assert "WARNING: no GPU on this machine: 20 training(s) of this config ask for one" in result.stderr
 
 
 def test_slurm_profile_dry_run_gives_training_a_gpu():
     result = snakemake(REPO, "-n", "all", "--profile", "profiles/slurm", "--workflow-profile", "none")
     text = result.stdout + result.stderr
     train = [line for line in text.splitlines() if "runtime=1440" in line]
-    assert len(train) == 10 and all("gpu=1" in line and "mem_mb=32000" in line for line in train)
+    assert len(train) == 20 and all("gpu=1" in line and "mem_mb=32000" in line for line in train)
 
 
 @pytest.mark.parametrize("edit,message", [

@@ -361,7 +361,7 @@ def test_a_cpu_machine_is_warned_before_the_paper_trainings_start(monkeypatch):
 
     monkeypatch.setattr(stages, "gpu_here", lambda: False)
     warning = stages.cpu_training_warning(load_pipeline(REPO / "config" / "config.yaml"))
-    assert warning.startswith("no GPU on this machine: 10 training(s) of this config ask for one")
+    assert warning.startswith("no GPU on this machine: 20 training(s) of this config ask for one")
     assert "up to 300,000 iterations each" in warning and "--configfile config/demo.yaml" in warning
     assert stages.cpu_training_warning(load_pipeline(REPO / "config" / "demo.yaml")) is None
     monkeypatch.setattr(stages, "gpu_here", lambda: True)

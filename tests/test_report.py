@@ -56,7 +56,10 @@ def score_experiment(cfg: dict, name: str, dataset: str, amount: float) -> pd.Da
 @pytest.fixture(scope="module")
 def evaluated(shared_data, tmp_path_factory) -> dict:
     """tiny_pipeline_config's evaluation outputs on Set5, in a fresh data_dir: the config."""
-    data_dir = tmp_path_factory.mktemp("report") / "data"
+    return write_evaluated(shared_data, tmp_path_factory.mktemp("report") / "data")
+
+
+def write_evaluated(shared_data, data_dir: Path) -> dict:
     cfg = tiny_pipeline_config(shared_data, str(data_dir))
     hr = layout.hr_dir(data_dir, "Set5")
     (data_dir / "hr").mkdir(parents=True)
