@@ -16,6 +16,7 @@ import numpy as np
 from bsr import BsrError, layout
 from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment, run_names
 from bsr.files import write_text
+from bsr.scores import count_problem, read_record
 from bsr.tracking import Tracker
 
 # The tag that marks an experiment's aggregate run, so that a rerun finds it rather than adding another.
@@ -23,8 +24,6 @@ AGGREGATE_TAG = "bsr.aggregate_of"
 
 
 def read_json(path: str) -> dict:
-    from bsr.report import count_problem, read_record
-
     return read_record(path, lambda record: count_problem(record, "iterations")) \
         if path.endswith(layout.RUN_SUMMARY) else read_record(path)
 

@@ -2,43 +2,40 @@
 
 Four tables, rendered as Markdown, an `\\input`-able LaTeX fragment (with a standalone wrapper) and HTML:
 1. reproduction: every (set, degradation, scale) we measured, our BSR and bicubic against the paper's, with
-   bootstrap intervals over the images and per-image win counts;
+   intervals and per-image win counts;
 2., 3. the paper's BI and BD tables, our rows ranked among the published ones on the sets the paper has;
-4. ablation: each arm against our own Baseline, image by image, beside the paper's deltas.
+4. ablation: each arm against our own Baseline, image by image, beside the paper's deltas; with replicates,
+   a verdict that takes the seeds' noise into account.
 
-Every measured number is read from a summary JSON that records the MLflow run it was logged to, so the
-tables and MLflow are one source; the intervals resample the per-image CSV beside it. Published rows come
-from the paper's tables, shipped with the package.
+Every measured number is read from a summary JSON that records the MLflow run it was logged to (bsr.scores),
+so the tables and MLflow are one source; the intervals come from the per-image CSVs beside them, over the
+images for a row trained once and over images and seeds for a row with replicates (bsr.stats). Published rows
+come from the paper's tables, shipped with the package.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import jinja2
-import numpy as np
-import pandas as pd
 import yaml
 
 from bsr import BsrError, layout, stats
-from bsr.config import (experiment_entry, experiment_test_sets, flatten, load_pipeline, replicate_count,
-                        run_names)
+from bsr.config import experiment_entry, experiment_test_sets, flatten, load_pipeline, replicate_count
 from bsr.dvc_stages import dvc_yaml_path
 from bsr.files import check_against_inputs, check_output, check_writer, mark_folder, write_text
 from bsr.images import list_images, read_image
+from bsr.scores import METRICS, Replicated, count_problem, paired, read_record, read_replicated, read_scores
 from bsr.stages import comparison_jobs, experiment_degradation, figure_paths, report_inputs
 
 OURS_BICUBIC = "Bicubic (ours)"
 OURS_BSR = "BSR (ours)"
 SELF_ENSEMBLE = "+"  # the literature's mark of the ×8 self-ensemble: "BSR+ (ours)"
 PAPER_BICUBIC, PAPER_BSR, PAPER_BASELINE = "Bi-cubic", "BSR", "Baseline"
-METRICS = ("psnr", "ssim")
 METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
 DIGITS = {"psnr": 2, "ssim": 4}
 DEGRADATION_TITLES = {"BI": "bicubic (BI) degradation", "BD": "blur-downscale (BD) degradation"}
@@ -75,14 +72,6 @@ class Table:
     align: str  # one LaTeX column type per column: l or r
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Scores:
-    """An evaluation: its summary JSON (the set means and the MLflow run) and the per-image CSV beside it."""
-    path: str
-    summary: dict
-    images: pd.DataFrame  # indexed by image stem: psnr, ssim
 
 
 @dataclass(frozen=True)
@@ -147,94 +136,6 @@ def paper_values(kind: str, method: str) -> dict[tuple[int, str], dict[str, floa
     """(scale, dataset) -> {metric: value} of one method's row in the paper's table of one degradation."""
     return {(int(r["scale"]), r["dataset"]): {m: float(r[m]) for m in METRICS}
             for r in paper_rows("bsr_tables.tsv") if r["degradation"] == kind and r["method"] == method}
-
-
-def refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def summary_problem(summary: dict) -> str | None:
-    """What a summary JSON lacks of what `bsr evaluate` writes (bsr.evaluate.write_scores), if anything."""
-    for key in METRICS:
-        value = summary.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"{key} is {'missing' if key not in summary else repr(value)}, expected a finite number"
-    if not isinstance(summary.get("space"), str):
-        return "space is missing"
-    return count_problem(summary, "n")
-
-
-def count_problem(record: dict, key: str) -> str | None:
-    value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        return f"{key} is {'missing' if key not in record else repr(value)}, expected a positive whole number"
-    return None
-
-
-def read_record(path, problem=summary_problem) -> dict:
-    """A JSON mapping that a stage wrote (a summary, by default, or a train.json), checked by `problem`;
-    anything else is one error naming the file, never a traceback, and never a NaN rendered or an Infinity
-    ranked best."""
-    path = Path(path)
-    if not path.is_file():
-        raise BsrError(f"{path}: missing; run the pipeline stage that writes it first")
-    try:
-        record = json.loads(path.read_text(), parse_constant=refuse_constant)
-    except (ValueError, UnicodeDecodeError) as err:  # truncated, or NaN / Infinity
-        found = f"not readable JSON: {str(err).splitlines()[0]}"
-    else:
-        found = problem(record) if isinstance(record, dict) else f"a JSON {type(record).__name__}, not a mapping"
-    if found:
-        raise BsrError(f"{path}: not what bsr writes there ({found}); rerun the stage that writes it")
-    return record
-
-
-def read_scores(summary_json) -> Scores:
-    summary = read_record(summary_json)
-    path = Path(layout.scores_csv(summary_json))
-    if not path.is_file():
-        raise BsrError(f"{path}: missing (the per-image scores beside {summary_json}); rerun the evaluation")
-    images = pd.read_csv(path, index_col="image", dtype={"image": str})  # BSD100's names are numbers
-    if len(images) != summary["n"]:
-        raise BsrError(f"{path}: {len(images)} images, but {summary_json} averages {summary['n']}")
-    return Scores(str(summary_json), summary, images)
-
-
-@dataclass
-class Replicated:
-    """One experiment's evaluations on one test set: a Scores per replicate run, replicate 0 first."""
-    runs: list[Scores]
-
-    @property
-    def seeds(self) -> int:
-        return len(self.runs)
-
-    def value(self, metric: str) -> float:
-        """The row's value: the mean over replicates of the set means (for one, its summary's mean)."""
-        return float(np.mean([run.summary[metric] for run in self.runs]))
-
-    def matrix(self, metric: str, images: pd.Index | None = None) -> np.ndarray:
-        """Per-image scores, replicates × images, in the order of `images` (default: replicate 0's)."""
-        images = self.runs[0].images.index if images is None else images
-        for run in self.runs:
-            if set(run.images.index) != set(images):
-                raise BsrError(f"{self.runs[0].path} and {run.path} score different images, so they cannot be "
-                               "compared image by image")
-        return np.stack([run.images.loc[images, metric].to_numpy() for run in self.runs])
-
-
-def read_replicated(cfg: dict, name: str, dataset: str, self_ensemble: bool = False) -> Replicated:
-    return Replicated([read_scores(layout.eval_json(cfg["data_dir"], run, dataset, self_ensemble))
-                       for run in run_names(cfg, name)])
-
-
-def paired(a: Replicated, b: Replicated, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Both sides' per-image scores, replicates × images, in the same image order."""
-    if set(a.runs[0].images.index) != set(b.runs[0].images.index):
-        raise BsrError(f"{a.runs[0].path} and {b.runs[0].path} score different images, so they cannot be "
-                       "compared image by image")
-    images = a.runs[0].images.index
-    return a.matrix(metric, images), b.matrix(metric, images)
 
 
 def with_seeds(text: str, scores: Replicated, metric: str) -> str:
@@ -456,59 +357,65 @@ def build_literature(cfg: dict, kind: str) -> Table:
 
 
 def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
-    """Each arm against our own Baseline, image by image, beside the paper's arm − Baseline deltas. With
-    replicates, each difference says whether it is real: its seed-aware interval, the seed sd, a verdict in
-    words, and whether the paper's delta lies inside our interval."""
-    d = cfg["data_dir"]
+    """Each arm against our own Baseline, image by image, beside the paper's arm − Baseline deltas: one block
+    per test set of the Baseline. With replicates, each difference says whether it is real: its seed-aware
+    interval, the seed sd, a verdict in words, and whether the paper's delta lies inside our interval."""
     arms = {exp["ablation"]: name for name, exp in cfg["experiments"].items() if "ablation" in exp}
     seeds = {variant: replicate_count(cfg, name) for variant, name in arms.items()}
     replicated = any(n > 1 for n in seeds.values())
+    published = {r["variant"]: r for r in paper_rows("bsr_ablation.tsv")}
+    paper_baseline = float(published[PAPER_BASELINE]["psnr"])
+    baseline = arms.get(PAPER_BASELINE)
+    # every arm is scored where the Baseline is: its test sets, at its degradation and scale
+    datasets = experiment_test_sets(cfg, baseline) if baseline else [None]
+    where = experiment_degradation(cfg, baseline) if baseline else None
     header = ["Variant", "What changes", "Ours [95% CI]", "Ours − our Baseline [95% CI]", "Wins over Baseline",
               "Paper − paper Baseline"]
     if replicated:
         header[4:4] = ["Seed sd (seeds)", "Verdict"]
         header.append("Paper's Δ in our CI")
-    table = Table("Ablation: each arm against our Baseline (PSNR, dB)", header,
-                  "llrrrlrrl" if replicated else "llrrrr")
-    published = {r["variant"]: r for r in paper_rows("bsr_ablation.tsv")}
-    paper_baseline = float(published[PAPER_BASELINE]["psnr"])
-    baseline = arms.get(PAPER_BASELINE)
+    several = len(datasets) > 1
+    table = Table("Ablation: each arm against our Baseline (PSNR, dB)", ["Test set"] * several + header,
+                  "l" * several + ("llrrrlrrl" if replicated else "llrrrr"))
+    iterations, ties, over_bicubic = {}, [], []
+    for dataset in datasets:
+        base = read_replicated(cfg, baseline, dataset) if baseline else None
+        for i, variant in enumerate(dict.fromkeys([*published, *arms])):
+            paper, name = published.get(variant), arms.get(variant)
+            paper_delta = float(paper["psnr"]) - paper_baseline if paper and variant != PAPER_BASELINE else None
+            ours = {key: cell("–") for key in ("mean", "delta", "sd", "verdict", "wins", "inside")}
+            if name:
+                if baseline and (dataset not in experiment_test_sets(cfg, name) or
+                                 experiment_degradation(cfg, name) != where):
+                    raise BsrError(f"ablation arm {name}: not tested on {dataset} {where[0]} ×{where[1]} like the "
+                                   f"{PAPER_BASELINE} arm ({baseline}); arms are compared with it image by image")
+                iterations[name] = trained_iterations(cfg, name)
+                scores = read_replicated(cfg, name, dataset or experiment_test_sets(cfg, name)[0])
+                ours["mean"] = cell(with_interval(scores.value("psnr"), boot.mean(scores.matrix("psnr")), 2))
+                if scores.seeds > 1:
+                    ours["sd"] = cell(f"{number(stats.seed_sd(scores.matrix('psnr')), 2)} ({scores.seeds})")
+                if baseline and name != baseline:
+                    a, b = paired(scores, base, "psnr")
+                    interval, (wins, n) = boot.paired(a, b), stats.win_rate(a.mean(axis=0), b.mean(axis=0))
+                    if interval[0] <= 0 <= interval[1]:
+                        ties.append(f"{variant} on {dataset}" if several else variant)
+                    delta = scores.value("psnr") - base.value("psnr")
+                    ours |= {"delta": cell(with_interval(delta, interval, 2, signed=True)),
+                             "wins": cell(f"{wins}/{n}"), "verdict": cell(verdict(interval))}
+                    if paper_delta is not None:
+                        ours["inside"] = cell("yes" if interval[0] <= paper_delta <= interval[1] else "no")
+            columns = [ours["mean"], ours["delta"], *([ours["sd"], ours["verdict"]] if replicated else []),
+                       ours["wins"], cell(optional(paper_delta, 2, signed=True)),
+                       *([ours["inside"]] if replicated else [])]
+            table.rows.append(Row([*([cell(dataset if i == 0 else "")] if several else []),
+                                   cell(Text(variant, "bold" if name else "")), cell(paper["note"] if paper else ""),
+                                   *columns], rule=several and i == 0))
+        if baseline and replicated:
+            over_bicubic.append(baseline_over_bicubic(cfg, boot, base, dataset, where))
     if baseline:
-        # every arm is scored where the Baseline is: its first test set, at its degradation and scale
-        dataset, where = experiment_test_sets(cfg, baseline)[0], experiment_degradation(cfg, baseline)
-        base = read_replicated(cfg, baseline, dataset)
-    iterations, ties = {}, []
-    for variant in dict.fromkeys([*published, *arms]):
-        paper, name = published.get(variant), arms.get(variant)
-        paper_delta = float(paper["psnr"]) - paper_baseline if paper and variant != PAPER_BASELINE else None
-        ours = {key: cell("–") for key in ("mean", "delta", "sd", "verdict", "wins", "inside")}
-        if name:
-            if baseline and (dataset not in experiment_test_sets(cfg, name) or
-                             experiment_degradation(cfg, name) != where):
-                raise BsrError(f"ablation arm {name}: not tested on {dataset} {where[0]} ×{where[1]} like the "
-                               f"{PAPER_BASELINE} arm ({baseline}); arms are compared with it image by image")
-            iterations[name] = trained_iterations(cfg, name)
-            scores = read_replicated(cfg, name, dataset if baseline else experiment_test_sets(cfg, name)[0])
-            ours["mean"] = cell(with_interval(scores.value("psnr"), boot.mean(scores.matrix("psnr")), 2))
-            if scores.seeds > 1:
-                ours["sd"] = cell(f"{number(stats.seed_sd(scores.matrix('psnr')), 2)} ({scores.seeds})")
-            if baseline and name != baseline:
-                a, b = paired(scores, base, "psnr")
-                interval, (wins, n) = boot.paired(a, b), stats.win_rate(a.mean(axis=0), b.mean(axis=0))
-                if interval[0] <= 0 <= interval[1]:
-                    ties.append(variant)
-                delta = scores.value("psnr") - base.value("psnr")
-                ours |= {"delta": cell(with_interval(delta, interval, 2, signed=True)), "wins": cell(f"{wins}/{n}"),
-                         "verdict": cell(verdict(interval))}
-                if paper_delta is not None:
-                    ours["inside"] = cell("yes" if interval[0] <= paper_delta <= interval[1] else "no")
-        columns = [ours["mean"], ours["delta"], *([ours["sd"], ours["verdict"]] if replicated else []), ours["wins"],
-                   cell(optional(paper_delta, 2, signed=True)), *([ours["inside"]] if replicated else [])]
-        table.rows.append(Row([cell(Text(variant, "bold" if name else "")), cell(paper["note"] if paper else ""),
-                               *columns]))
-    if baseline:
+        sets = listing(datasets)
         table.notes += [
-            f"Our arms: {dataset} {where[0]} ×{where[1]}, each compared with our Baseline image by image (paired); "
+            f"Our arms: {sets} {where[0]} ×{where[1]}, each compared with our Baseline image by image (paired); "
             "Wins counts the images where the arm beats it. The paper's deltas are against its own Baseline "
             f"({paper_baseline:.2f} dB); it does not say which set and scale its ablation used, so its absolute "
             "values are not comparable with ours.",
@@ -521,13 +428,25 @@ def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
                 "interval allows." + (" Arms have different numbers of seeds (" +
                                       listing(f"{v} {n}" for v, n in seeds.items()) + ")."
                                       if len(set(seeds.values())) > 1 else ""))
+            table.notes.append(f"Our Baseline − our bicubic: {'; '.join(over_bicubic)}.")
     else:
         table.notes.append(f"No arm is labelled {PAPER_BASELINE}, so ours are not compared." if arms else
                            "This config runs no ablation arm.")
-    table.notes += short_run_note(iterations, "differences between the arms are noise")
+    # Seed-aware verdicts can find a short run's differences real; they are this schedule's, not the paper's.
+    table.notes += short_run_note(iterations, "the arms' differences describe this short schedule, not the "
+                                  "paper's" if replicated else "differences between the arms are noise")
     if ties:
         table.notes.append(f"The interval includes 0 for {listing(ties)}: no measurable difference from our Baseline.")
     return table
+
+
+def baseline_over_bicubic(cfg: dict, boot: Bootstrap, base: Replicated, dataset: str, where) -> str:
+    """`Set5 +3.29 dB [3.1, 3.5], 5/5 images`: whether the arms' network learned anything over bicubic."""
+    bicubic = Replicated([read_scores(layout.bicubic_json(cfg["data_dir"], dataset, *where))])
+    a, b = paired(base, bicubic, "psnr")
+    wins, n = stats.win_rate(a.mean(axis=0), b[0])
+    return (f"{dataset} {with_interval(base.value('psnr') - bicubic.value('psnr'), boot.paired(a, b, b_trained=False), 2, signed=True)}"
+            f" dB, {wins}/{n} images")
 
 
 # Each character LaTeX would read as markup, and the Unicode this report writes, as LaTeX typesets it.

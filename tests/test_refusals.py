@@ -251,7 +251,7 @@ def test_a_billion_laughs_config_is_refused_at_once(tmp_path):
     ('{"psnr": 30.1, "ssim": 0.9, "n": 0, "space": "y"}', "n is 0, expected a positive whole number"),
 ])
 def test_a_malformed_eval_json_is_one_line_naming_it(tmp_path, text, problem):
-    from bsr.report import read_record
+    from bsr.scores import read_record
 
     (tmp_path / "Set5.json").write_text(text)
     with pytest.raises(BsrError) as err:

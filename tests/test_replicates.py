@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bsr.config import check_pipeline, load_pipeline, replicate_seed, resolve_experiment, run_names
+from bsr.config import check_pipeline, replicate_seed, resolve_experiment, run_names
 from bsr.dvc_stages import dvc_yaml
 from bsr.report import write_tables
 from tests.conftest import REPO, project_copy, snakemake, tiny_pipeline_config

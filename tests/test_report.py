@@ -213,7 +213,7 @@ def test_an_arm_no_different_from_the_baseline_is_said_to_be_so(evaluated, tmp_p
 
 
 def test_image_names_that_are_numbers_stay_names(tmp_path):
-    from bsr.report import read_scores
+    from bsr.scores import read_scores
 
     summary = str(tmp_path / "BSD100.json")
     write_scores(summary, pd.DataFrame({"image": ["101085", "3096"], "psnr": [30.0, 31.0], "ssim": [0.9, 0.8]}),
@@ -326,7 +326,9 @@ def test_demo_report_renders_in_under_five_seconds(demo_run, tmp_path, monkeypat
     print(f"demo report: {seconds:.2f} s")
     assert seconds < 5
     md = (tmp_path / "reports" / "tables.md").read_text()
-    assert "| demo_test BI ×2 | BI_x2 (300) | PSNR (dB) | – |" in md and "differences between the arms are noise" in md
+    assert "| demo_test BI ×2 | BI_x2 (300) | PSNR (dB) | – |" in md
+    assert "the arms' differences describe this short schedule, not the paper's" in md and "(2 seeds)" not in md
+    assert "| **w/o RFS** | uniform random patch sampling |" in md and "| within noise |" in md
     assert "| demo_test BI ×2 | BSR+ (ours): BI_x2 (300) | PSNR (dB) | – |" in md
 
 

@@ -50,8 +50,8 @@ def assert_same_jobs(project, config_path: str) -> dict[str, dict]:
     return dvc
 
 
-def test_paper_and_demo_dags_are_the_committed_dvc_pipelines():
-    for config_path in ("config/config.yaml", "config/demo.yaml"):
+def test_paper_demo_and_study_dags_are_the_committed_dvc_pipelines():
+    for config_path in ("config/config.yaml", "config/demo.yaml", "config/study.yaml"):
         assert_same_jobs(REPO, config_path)
         assert (REPO / dvc_yaml_path(config_path)).read_text() == \
             dvc_yaml(load_pipeline(REPO / config_path), config_path), f"regenerate: bsr dvc-yaml --config {config_path}"

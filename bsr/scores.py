@@ -1,0 +1,113 @@
+"""What the evaluations wrote, read back for the report and `bsr aggregate`: summary JSONs checked to be what
+bsr writes (a truncated file, a NaN or a missing key is one error naming the file), the per-image CSVs beside
+them, and an experiment's replicates as one replicates × images matrix per metric."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bsr import BsrError, layout
+from bsr.config import run_names
+
+METRICS = ("psnr", "ssim")
+
+
+@dataclass
+class Scores:
+    """An evaluation: its summary JSON (the set means and the MLflow run) and the per-image CSV beside it."""
+    path: str
+    summary: dict
+    images: pd.DataFrame  # indexed by image stem: psnr, ssim
+
+
+def refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def summary_problem(summary: dict) -> str | None:
+    """What a summary JSON lacks of what `bsr evaluate` writes (bsr.evaluate.write_scores), if anything."""
+    for key in METRICS:
+        value = summary.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{key} is {'missing' if key not in summary else repr(value)}, expected a finite number"
+    if not isinstance(summary.get("space"), str):
+        return "space is missing"
+    return count_problem(summary, "n")
+
+
+def count_problem(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"{key} is {'missing' if key not in record else repr(value)}, expected a positive whole number"
+    return None
+
+
+def read_record(path, problem=summary_problem) -> dict:
+    """A JSON mapping that a stage wrote (a summary, by default, or a train.json), checked by `problem`;
+    anything else is one error naming the file, never a traceback, and never a NaN rendered or an Infinity
+    ranked best."""
+    path = Path(path)
+    if not path.is_file():
+        raise BsrError(f"{path}: missing; run the pipeline stage that writes it first")
+    try:
+        record = json.loads(path.read_text(), parse_constant=refuse_constant)
+    except (ValueError, UnicodeDecodeError) as err:  # truncated, or NaN / Infinity
+        found = f"not readable JSON: {str(err).splitlines()[0]}"
+    else:
+        found = problem(record) if isinstance(record, dict) else f"a JSON {type(record).__name__}, not a mapping"
+    if found:
+        raise BsrError(f"{path}: not what bsr writes there ({found}); rerun the stage that writes it")
+    return record
+
+
+def read_scores(summary_json) -> Scores:
+    summary = read_record(summary_json)
+    path = Path(layout.scores_csv(summary_json))
+    if not path.is_file():
+        raise BsrError(f"{path}: missing (the per-image scores beside {summary_json}); rerun the evaluation")
+    images = pd.read_csv(path, index_col="image", dtype={"image": str})  # BSD100's names are numbers
+    if len(images) != summary["n"]:
+        raise BsrError(f"{path}: {len(images)} images, but {summary_json} averages {summary['n']}")
+    return Scores(str(summary_json), summary, images)
+
+
+@dataclass
+class Replicated:
+    """One experiment's evaluations on one test set: a Scores per replicate run, replicate 0 first."""
+    runs: list[Scores]
+
+    @property
+    def seeds(self) -> int:
+        return len(self.runs)
+
+    def value(self, metric: str) -> float:
+        """The row's value: the mean over replicates of the set means (for one, its summary's mean)."""
+        return float(np.mean([run.summary[metric] for run in self.runs]))
+
+    def matrix(self, metric: str, images: pd.Index | None = None) -> np.ndarray:
+        """Per-image scores, replicates × images, in the order of `images` (default: replicate 0's)."""
+        images = self.runs[0].images.index if images is None else images
+        for run in self.runs:
+            if set(run.images.index) != set(images):
+                raise BsrError(f"{self.runs[0].path} and {run.path} score different images, so they cannot be "
+                               "compared image by image")
+        return np.stack([run.images.loc[images, metric].to_numpy() for run in self.runs])
+
+
+def read_replicated(cfg: dict, name: str, dataset: str, self_ensemble: bool = False) -> Replicated:
+    return Replicated([read_scores(layout.eval_json(cfg["data_dir"], run, dataset, self_ensemble))
+                       for run in run_names(cfg, name)])
+
+
+def paired(a: Replicated, b: Replicated, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' per-image scores, replicates × images, in the same image order."""
+    if set(a.runs[0].images.index) != set(b.runs[0].images.index):
+        raise BsrError(f"{a.runs[0].path} and {b.runs[0].path} score different images, so they cannot be "
+                       "compared image by image")
+    images = a.runs[0].images.index
+    return a.matrix(metric, images), b.matrix(metric, images)
