@@ -24,7 +24,7 @@ def test_git_tracks_no_pipeline_state_or_stray_files():
     tracked = listed.stdout.split()
     top = {path.split("/")[0] for path in tracked}
     assert top <= {".ci", ".dvc", ".dvcignore", ".gitignore", "README.md", "Snakefile", "bench", "bsr", "config",
-                   "dvc.yaml", "dvc.lock", "environment.yml", "profiles", "pyproject.toml", "reports", "tests",
+                   "docs", "dvc.yaml", "dvc.lock", "environment.yml", "profiles", "pyproject.toml", "reports", "tests",
                    "workflow"}, top
     state = (".snakemake/", "mlruns/", "mlartifacts/", ".device/", "__pycache__/")
     assert not [p for p in tracked if p.startswith("data/") or p.startswith("reports/") and p != "reports/.gitkeep" or any(s in p for s in state)

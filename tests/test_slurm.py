@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 CLUSTER_ARGS = ("--profile", "profiles/slurm", "--profile", str(REPO / "tests" / "slurm_profile"),
                 "--workflow-profile", "none", "--configfile", "config/demo.yaml")
-LOCAL_RULES = {"all", "download", "experiment_config", "report"}
+LOCAL_RULES = {"aggregate", "all", "download", "experiment_config", "report"}
 
 
 @pytest.fixture(scope="module")
