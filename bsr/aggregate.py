@@ -16,41 +16,34 @@ import numpy as np
 from bsr import BsrError, layout
 from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment, run_names
 from bsr.files import write_text
-from bsr.scores import count_problem, read_record
+from bsr.scores import METRICS, read_record, read_training
 from bsr.tracking import Tracker
 
 # The tag that marks an experiment's aggregate run, so that a rerun finds it rather than adding another.
 AGGREGATE_TAG = "bsr.aggregate_of"
 
 
-def read_json(path: str) -> dict:
-    return read_record(path, lambda record: count_problem(record, "iterations")) \
-        if path.endswith(layout.RUN_SUMMARY) else read_record(path)
-
-
 def replicate_summary(cfg: dict, name: str) -> dict:
-    """{"experiment", "replicates", "seeds", "sets": {set: {metric: {"mean", "sd", "values"}}}} of `name`."""
+    """{"experiment", "replicates", "runs", "seeds", "sets": {set: {metric: {"mean", "sd", "values"}}}}."""
     runs = run_names(cfg, name)
     if len(runs) < 2:
         raise BsrError(f"experiments.{name}: has one replicate; `bsr aggregate` summarises replicates: N >= 2")
-    trainings = [read_json(layout.run_file(cfg["data_dir"], run, layout.RUN_SUMMARY)) for run in runs]
     plus = [True] if experiment_entry(cfg, name).get("self_ensemble") else []
     sets = {}
     for dataset in experiment_test_sets(cfg, name):
         for ensemble in [False, *plus]:
-            summaries = [read_json(layout.eval_json(cfg["data_dir"], run, dataset, ensemble)) for run in runs]
+            summaries = [read_record(layout.eval_json(cfg["data_dir"], run, dataset, ensemble)) for run in runs]
             sets[f"{dataset}{'+' if ensemble else ''}"] = {
                 metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "values": values}
-                for metric in ("psnr", "ssim") for values in [[s[metric] for s in summaries]]}
+                for metric in METRICS for values in [[s[metric] for s in summaries]]}
     return {"experiment": name, "replicates": len(runs), "runs": runs,
-            "seeds": [resolve_experiment(cfg, run)["train"]["seed"] for run in runs], "sets": sets,
-            "trainings": trainings}
+            "seeds": [resolve_experiment(cfg, run)["train"]["seed"] for run in runs], "sets": sets}
 
 
 def aggregate(cfg: dict, name: str, out_json) -> dict:
     """Write the summary of `name`'s replicates to `out_json` and log it on the experiment's MLflow parent run."""
     summary = replicate_summary(cfg, name)
-    trainings = summary.pop("trainings")
+    trainings = [read_training(layout.run_file(cfg["data_dir"], run, layout.RUN_SUMMARY)) for run in summary["runs"]]
     first = trainings[0]
     tracker = Tracker(first.get("tracking_uri"), first.get("tracking_experiment") or cfg["name"], name,
                       run_id=existing_parent(first, name))

@@ -29,7 +29,7 @@ from bsr.config import experiment_entry, experiment_test_sets, flatten, load_pip
 from bsr.dvc_stages import dvc_yaml_path
 from bsr.files import check_against_inputs, check_output, check_writer, mark_folder, write_text
 from bsr.images import list_images, read_image
-from bsr.scores import METRICS, Replicated, count_problem, paired, read_record, read_replicated, read_scores
+from bsr.scores import METRICS, Replicated, paired, read_record, read_replicated, read_scores, read_training
 from bsr.stages import comparison_jobs, experiment_degradation, figure_paths, report_inputs
 
 OURS_BICUBIC = "Bicubic (ours)"
@@ -152,8 +152,7 @@ def verdict(interval: tuple[float, float]) -> str:
 
 
 def trained_iterations(cfg: dict, name: str) -> int:
-    return read_record(layout.run_file(cfg["data_dir"], name, layout.RUN_SUMMARY),
-                       lambda run: count_problem(run, "iterations"))["iterations"]
+    return read_training(layout.run_file(cfg["data_dir"], name, layout.RUN_SUMMARY))["iterations"]
 
 
 def main_experiments(cfg: dict) -> list[str]:

@@ -111,3 +111,8 @@ def paired(a: Replicated, b: Replicated, metric: str) -> tuple[np.ndarray, np.nd
                        "compared image by image")
     images = a.runs[0].images.index
     return a.matrix(metric, images), b.matrix(metric, images)
+
+
+def read_training(path) -> dict:
+    """A run's train.json, checked to record how many iterations it trained."""
+    return read_record(path, lambda run: count_problem(run, "iterations"))
