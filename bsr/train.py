@@ -106,6 +106,9 @@ def process_group(device: torch.device, world_size: int):
     dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
     try:
         yield
+        # The other ranks finish while rank 0 still writes the model: they wait for it, so that no rank tears
+        # its connections down under a peer that still holds them (a gloo rank that left early aborted once in CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
