@@ -1,5 +1,5 @@
 """BSR reproduction: download -> degrade -> pic -> experiment_config -> train -> evaluate / bicubic ->
-aggregate (experiments with replicates) -> report.
+aggregate (experiments with replicates), published -> score (methods' released outputs) -> report.
 
 Default config: the paper run (config/config.yaml). `--configfile FILE` replaces it (it is not merged into
 it). Every job is a record of the stage table (bsr.stages), which dvc.yaml serialises too: each rule takes
@@ -7,10 +7,12 @@ its inputs, outputs, log, resources and `bsr` command line from there.
 """
 from snakemake.utils import min_version
 
+import re
 import sys
 
 from bsr import BsrError, layout, stages
 from bsr.config import load_pipeline, snakemake_config_path
+from bsr.variants import plan_checks
 
 min_version("9.0")
 
@@ -25,6 +27,7 @@ if not workflow.config_settings.configfiles:
 try:
     CONFIG_PATH = snakemake_config_path(workflow.configfiles, workflow.config_settings.config)
     checked = load_pipeline(CONFIG_PATH)
+    plan_checks(checked, CONFIG_PATH)  # no output of another config's is overwritten
     config.clear()
     config.update(checked)
 except BsrError as err:
@@ -51,15 +54,19 @@ localrules:
     all,
     download,
     experiment_config,
+    published,
     report,
 
 
 wildcard_constraints:
+    # the work folders (runs, evaluations) of this config and of those it extends (bsr.variants)
+    root="|".join(re.escape(root) for root in stages.work_roots(config)),
     dataset="[A-Za-z0-9_-]+",
     experiment="[A-Za-z0-9_-]+",
     kind="BI|BD",
     scale="[0-9]+",
     reduce="sum|max",
+    method="[A-Za-z0-9_-]+",
 
 
 rule all:
@@ -74,4 +81,5 @@ include: "workflow/rules/pic.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"

@@ -17,6 +17,7 @@ from bsr import BsrError, layout
 from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment, run_names
 from bsr.files import write_text
 from bsr.scores import METRICS, read_record, read_training
+from bsr.stages import eval_path, run_path
 from bsr.tracking import Tracker
 
 # The tag that marks an experiment's aggregate run, so that a rerun finds it rather than adding another.
@@ -32,7 +33,7 @@ def replicate_summary(cfg: dict, name: str) -> dict:
     sets = {}
     for dataset in experiment_test_sets(cfg, name):
         for ensemble in [False, *plus]:
-            summaries = [read_record(layout.eval_json(cfg["data_dir"], run, dataset, ensemble)) for run in runs]
+            summaries = [read_record(eval_path(cfg, run, dataset, ensemble)) for run in runs]
             sets[f"{dataset}{'+' if ensemble else ''}"] = {
                 metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "values": values}
                 for metric in METRICS for values in [[s[metric] for s in summaries]]}
@@ -43,7 +44,7 @@ def replicate_summary(cfg: dict, name: str) -> dict:
 def aggregate(cfg: dict, name: str, out_json) -> dict:
     """Write the summary of `name`'s replicates to `out_json` and log it on the experiment's MLflow parent run."""
     summary = replicate_summary(cfg, name)
-    trainings = [read_training(layout.run_file(cfg["data_dir"], run, layout.RUN_SUMMARY)) for run in summary["runs"]]
+    trainings = [read_training(run_path(cfg, run, layout.RUN_SUMMARY)) for run in summary["runs"]]
     first = trainings[0]
     tracker = Tracker(first.get("tracking_uri"), first.get("tracking_experiment") or cfg["name"], name,
                       run_id=existing_parent(first, name))

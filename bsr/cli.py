@@ -31,6 +31,13 @@ def cmd_eval_bicubic(args):
     print(json.dumps(eval_bicubic(args.hr, args.scale, args.kind, args.out, args.space, args.sample)))
 
 
+def cmd_score(args):
+    from bsr.score import score
+
+    print(json.dumps(score(args.sr, args.hr, args.scale, args.out, args.match, args.space, args.kind, args.dataset,
+                           args.method)))
+
+
 def cmd_pic(args):
     from bsr.pic import check_patch, write_tables
     from bsr.sampling import check_plot_patch, plot_balance
@@ -97,7 +104,8 @@ def cmd_export(args):
     from bsr.export import export_onnx
 
     scale = export_onnx(args.model, args.onnx)
-    print(f"wrote {args.onnx}: ONNX, input lr float32 RGB NCHW in [0, 1] of any size, output sr x{scale}")
+    print(f"wrote {args.onnx}: ONNX, input lr float32 RGB NCHW in [0, 1] of any size, output sr x{scale}, not "
+          "clamped (it overshoots [0, 1] at edges): clip it to [0, 1] before converting to 8 bits")
 
 
 def cmd_report(args):
@@ -114,7 +122,7 @@ def cmd_dvc_yaml(args):
     from bsr.files import write_text
 
     out = args.out or dvc_yaml_path(args.config)
-    write_text(out, dvc_yaml(load_pipeline(args.config), args.config))
+    write_text(out, dvc_yaml(load_pipeline(args.config), args.config, out))
     print(f"wrote {out}")
 
 
@@ -161,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
     p.add_argument("--space", default="y", choices=["y", "rgb"], help="PSNR/SSIM on BT.601 Y (default) or RGB")
     p.add_argument("--sample", help="also save the bicubic upscale of the set's first image here (PNG)")
+
+    p = verb("score", cmd_score, "score another method's SR images of a test set against its HR images, as "
+             "evaluation does (summary JSON + per-image CSV)", inputs=("sr", "hr"), outputs=("out",))
+    p.add_argument("--sr", required=True, help="folder of the method's SR images (PNG/BMP)")
+    p.add_argument("--hr", required=True, help="folder of the test set's HR images (PNG/BMP)")
+    p.add_argument("--scale", required=True, type=int, choices=range(2, 9), metavar="S", help="integer scale")
+    p.add_argument("--kind", default="BI", choices=["BI", "BD"], help="the degradation the SR images come from, "
+                   "recorded in the summary (default BI)")
+    p.add_argument("--match", default="{stem}", metavar="PATTERN",
+                   help="an SR file's stem from its HR image's {stem} and the {scale}, such as "
+                   "'{stem}_RCAN_x{scale}' (default '{stem}')")
+    p.add_argument("--dataset", help="test set name for the summary (default: the --hr folder's name)")
+    p.add_argument("--method", help="the method that wrote the SR images, for the summary")
+    p.add_argument("--out", required=True, help="summary JSON; the per-image CSV is written beside it")
+    p.add_argument("--space", default="y", choices=["y", "rgb"], help="PSNR/SSIM on BT.601 Y (default) or RGB")
 
     p = verb("pic", cmd_pic, "precompute PIC summed-area tables of LR training images (.npy per image)",
              inputs=("lr",), outputs=("out", "plot"), folders=("out",))
@@ -217,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True,
                    help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (runs:/ID/model, "
                    "models:/NAME@ALIAS, ...: looked up in $MLFLOW_TRACKING_URI, else ./mlflow.db)")
-    p.add_argument("--in", dest="input", required=True, help="a PNG or BMP image, or a folder of them")
+    p.add_argument("--in", dest="input", required=True,
+                   help="a PNG, BMP or JPEG image (a photo: its EXIF orientation is applied), or a folder of them")
     p.add_argument("--out", required=True, help="output folder (created; each PNG is written atomically)")
     p.add_argument("--tile", type=int, help="LR tile side for images of more than N×N pixels "
                    "(default 256 on CPU, 512 on CUDA; 0: whole images)")

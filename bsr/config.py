@@ -253,7 +253,9 @@ def resolve_experiment(cfg: dict, name: str, source: str = "config", keys: list 
     registered = model_name.replace("{experiment}", name) if model_name and not replicate else None
     resolved["tracking"] = {"uri": cfg.get("tracking_uri"), "default_uri": DEFAULT_TRACKING_URI,
                             "experiment": cfg["name"], "registered_model": registered,
-                            "model_alias": (registry.get("alias") or cfg["name"]) if registered else None}
+                            "model_alias": (registry.get("alias") or cfg["name"]) if registered else None,
+                            # which file the run came from, which training tags its MLflow run with
+                            "config": cfg.get("_file"), "parent_config": cfg.get("extends")}
     read += ["name", *(key for key in ("tracking_uri", "registry") if key in cfg)]
     return check_experiment(resolved, f"{source}: experiments.{name}")
 
@@ -306,6 +308,7 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
         if dataset not in cfg["datasets"]:
             raise BsrError(f"{source}: {key}: {dataset!r} is not a key of datasets")
     check_labels(cfg, source)
+    check_published(cfg, source)
     for name, exp in cfg["experiments"].items():
         resolve_experiment(cfg, name, source)
         if exp.get("self_ensemble") and "ablation" in exp:
@@ -319,6 +322,49 @@ def published_methods() -> frozenset[str]:
     """The method rows of the paper's tables (bsr/paper/bsr_tables.tsv)."""
     text = resources.files("bsr.paper").joinpath("bsr_tables.tsv").read_text()
     return frozenset(row["method"] for row in csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
+def published_entries(cfg: dict) -> list[tuple[str, str, str, int]]:
+    """(method, test set, degradation, scale) of every released output set the config re-scores."""
+    return [(method, e["dataset"], e["degradation"], e["scale"])
+            for method, entries in cfg.get("published", {}).items() for e in entries]
+
+
+def published_entry(cfg: dict, method: str, dataset: str, kind: str, scale) -> dict:
+    return next(e for e in cfg["published"][method]
+                if (e["dataset"], e["degradation"], str(e["scale"])) == (dataset, kind, str(scale)))
+
+
+def check_published(cfg: dict, source: str) -> None:
+    """Each released output set is a paper method's, for a cell the paper's table holds, scored against one of the
+    config's datasets, once, with a --match pattern that `bsr score` takes."""
+    if not cfg.get("published"):
+        return
+    from bsr.score import check_pattern
+
+    text = resources.files("bsr.paper").joinpath("bsr_tables.tsv").read_text()
+    cells = {(r["method"], r["dataset"], r["degradation"], int(r["scale"]))
+             for r in csv.DictReader(text.splitlines(), delimiter="\t")}
+    seen = set()
+    for method, entries in cfg.get("published", {}).items():
+        for i, entry in enumerate(entries):
+            key, where = f"published.{method}.{i}", (method, entry["dataset"], entry["degradation"], entry["scale"])
+            if method not in published_methods():
+                raise BsrError(f"{source}: published.{method}: not a method of the paper's tables (have: "
+                               f"{', '.join(sorted(published_methods()))})")
+            if entry["dataset"] not in cfg["datasets"]:
+                raise BsrError(f"{source}: {key}.dataset: {entry['dataset']!r} is not a key of datasets")
+            if where not in cells:
+                raise BsrError(f"{source}: {key}: the paper's table has no {method} cell for {entry['dataset']} "
+                               f"{entry['degradation']} ×{entry['scale']} to compare with")
+            if where in seen:
+                raise BsrError(f"{source}: {key}: a second entry for {method} on {entry['dataset']} "
+                               f"{entry['degradation']} ×{entry['scale']}")
+            seen.add(where)
+            try:
+                check_pattern(entry.get("match", "{stem}"))
+            except BsrError as err:
+                raise BsrError(f"{source}: {key}.match: {err}") from None
 
 
 def check_labels(cfg: dict, source: str) -> None:
@@ -353,17 +399,26 @@ def snakemake_config_path(configfiles, overrides, cwd=".") -> str:
 
 
 def load_pipeline(path) -> dict:
-    return check_pipeline(load_yaml(path), str(path))
+    """A pipeline config, checked; a variant (`extends:`) merged over its parent, its jobs shared with it."""
+    cfg = load_yaml(path)
+    if "extends" in cfg:
+        from bsr.variants import load_variant
+
+        cfg = load_variant(path)
+    else:
+        check_pipeline(cfg, str(path))
+    cfg["_file"] = str(path)  # what bsr derives starts with "_", which no config key may
+    return cfg
 
 
 def experiment_from_file(path, experiment: str | None = None) -> dict:
     """An experiment config file, or one experiment of a pipeline config (default: its first)."""
     cfg = load_yaml(path)
-    if "experiments" not in cfg:
+    if "experiments" not in cfg and "extends" not in cfg:
         if experiment:
             raise BsrError(f"{path}: an experiment config; --experiment applies to pipeline configs only")
         return check_experiment(cfg, str(path))
-    check_pipeline(cfg, str(path))
+    cfg = load_pipeline(path)
     return resolve_experiment(cfg, experiment or next(iter(cfg["experiments"])))
 
 

@@ -153,4 +153,5 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
         tracker.finish("FAILED")
         raise
     tracker.finish()
+    tracker.supersede_reruns()
     return summary

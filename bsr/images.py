@@ -9,6 +9,8 @@ Rules:
 - A file is read by its content, and must hold what its name says: JPEG or GIF bytes named `.png` are refused
   (a lossy or palette-quantised copy is not a benchmark image), and so is a header that claims more pixels
   than PIL's decompression-bomb limit.
+- JPEG only where a photo is the input (`bsr upscale`), never where an image is scored: a lossy image is no
+  benchmark's. Its EXIF orientation is applied, as a photo viewer shows it.
 """
 from __future__ import annotations
 
@@ -16,25 +18,31 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bsr import BsrError
 from bsr.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".bmp")
-FORMATS = {".png": "PNG", ".bmp": "BMP"}
+PHOTO_SUFFIXES = (*IMAGE_SUFFIXES, ".jpg", ".jpeg")  # what `bsr upscale` reads
+FORMATS = {".png": "PNG", ".bmp": "BMP", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Return the image at `path` as uint8, (H, W) for gray or (H, W, 3) for colour."""
+def read_image(path: str | os.PathLike, photo: bool = False) -> np.ndarray:
+    """Return the image at `path` as uint8, (H, W) for gray or (H, W, 3) for colour; `photo`: JPEG too."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             expected = FORMATS.get(path.suffix.lower())
+            if expected == "JPEG" and not photo:
+                raise BsrError(f"{path}: JPEG is lossy, so it is read only as an input to upscale, never scored "
+                               "or trained on (PNG or BMP expected)")
             if expected and im.format != expected:
                 raise BsrError(f"{path}: holds {im.format} data, not {expected}; convert it losslessly or "
                                f"name it for what it is")
             im.load()
+            if im.format == "JPEG":
+                im = ImageOps.exif_transpose(im)
             return _to_uint8_array(im, path)
     except BsrError:
         raise
@@ -70,14 +78,14 @@ def as_rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
-def list_images(directory: str | os.PathLike) -> list[Path]:
-    """The PNG/BMP files of `directory`, sorted by name; an error if there are none."""
+def list_images(directory: str | os.PathLike, suffixes=IMAGE_SUFFIXES) -> list[Path]:
+    """The PNG/BMP files (or those of other `suffixes`) of `directory`, sorted by name; an error if none."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BsrError(f"{directory}: not a directory")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in suffixes and p.is_file())
     if not files:
-        raise BsrError(f"{directory}: no PNG or BMP images found")
+        raise BsrError(f"{directory}: no {' or '.join(s[1:].upper() for s in suffixes)} images found")
     return files
 
 

@@ -55,6 +55,16 @@ def replicates_json(data_dir, experiment: str) -> str:
     return str(P(data_dir) / "replicates" / f"{experiment}.json")
 
 
+def published_dir(data_dir, method: str, dataset: str, kind: str, scale: int) -> str:
+    """A method's released SR outputs of one test set, degradation and scale (config `published:`)."""
+    return str(P(data_dir) / "published" / method / dataset / degradation_tag(kind, scale))
+
+
+def rescored_json(data_dir, method: str, dataset: str, kind: str, scale: int) -> str:
+    """Our score of those outputs (`bsr score`); the per-image CSV beside it."""
+    return str(P(data_dir) / "rescored" / method / dataset / f"{degradation_tag(kind, scale)}.json")
+
+
 def bicubic_json(data_dir, dataset: str, kind: str, scale: int) -> str:
     return str(P(data_dir) / "bicubic" / dataset / f"{degradation_tag(kind, scale)}.json")
 
@@ -85,3 +95,8 @@ def report_tables(report_folder: str) -> dict[str, str]:
     """The table files of a report, by format."""
     return {f"tables_{fmt}": f"{report_folder}/tables{suffix}"
             for fmt, suffix in (("md", ".md"), ("tex", ".tex"), ("standalone", "_standalone.tex"), ("html", ".html"))}
+
+
+def report_changes(report_folder: str) -> str:
+    """Every value where the report's config differs from the one it is compared with, one per line."""
+    return f"{report_folder}/changes.txt"

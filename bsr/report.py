@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -25,19 +26,21 @@ import jinja2
 import yaml
 
 from bsr import BsrError, layout, stats
-from bsr.config import experiment_entry, experiment_test_sets, flatten, load_pipeline, replicate_count
+from bsr.changes import build_moved, config_changes, training_line
+from bsr.config import experiment_entry, experiment_test_sets, published_entries, published_entry, replicate_count
 from bsr.dvc_stages import dvc_yaml_path
-from bsr.files import check_against_inputs, check_output, check_writer, mark_folder, write_text
+from bsr.files import atomic_path, check_against_inputs, check_output, check_writer, mark_folder, write_text
 from bsr.images import list_images, read_image
 from bsr.scores import METRICS, Replicated, paired, read_record, read_replicated, read_scores, read_training
-from bsr.stages import comparison_jobs, experiment_degradation, figure_paths, report_inputs
+from bsr.stages import (comparison_jobs, eval_path, experiment_degradation, figure_paths, pic_jobs, report_inputs,
+                        run_path)
+from bsr.tables import (DIGITS, METRIC_LABELS, Bootstrap, Row, Table, Text, cell, listing, number, optional,
+                        verdict, with_interval, with_seeds)
 
 OURS_BICUBIC = "Bicubic (ours)"
 OURS_BSR = "BSR (ours)"
 SELF_ENSEMBLE = "+"  # the literature's mark of the ×8 self-ensemble: "BSR+ (ours)"
 PAPER_BICUBIC, PAPER_BSR, PAPER_BASELINE = "Bi-cubic", "BSR", "Baseline"
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
-DIGITS = {"psnr": 2, "ssim": 4}
 DEGRADATION_TITLES = {"BI": "bicubic (BI) degradation", "BD": "blur-downscale (BD) degradation"}
 DEGRADATIONS = {"BI": "LR = MATLAB bicubic imresize (a = −0.5, antialiased)",
                 "BD": "LR = 7×7 Gaussian blur σ = 1.6 (replicate borders), then every 3rd pixel from the 2nd"}
@@ -47,84 +50,9 @@ PAPER_ITERATIONS = 300_000
 SHORT_RUN = 0.1
 # A percentile bootstrap over fewer images than this has few distinct resamples and too narrow intervals.
 FEW_IMAGES = 10
-# Values listed where a config differs from the paper's; the rest are counted.
-CONFIG_DIFFERENCES = 12
-
-
-@dataclass
-class Text:
-    """One piece of a table cell, before a format's markup: a cell is a list of them, joined by " / "."""
-    text: str
-    style: str = ""  # "bold" or "underline"
-    flag: str = ""   # footnote mark
-
-
-@dataclass
-class Row:
-    cells: list[list[Text]]
-    rule: bool = False  # a rule above: the row starts a block (a scale, a measured set)
-
-
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    align: str  # one LaTeX column type per column: l or r
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """How every interval of one report is drawn; the same seed gives the same report."""
-    resamples: int = stats.RESAMPLES
-    seed: int = stats.SEED
-    level: float = stats.LEVEL
-
-    def mean(self, scores) -> tuple[float, float]:
-        """Of replicates × images: over the images for one replicate, over images and seeds for more."""
-        return stats.replicate_ci(scores, self.resamples, self.seed, self.level)
-
-    def paired(self, a, b, b_trained: bool = True) -> tuple[float, float]:
-        return stats.replicate_difference_ci(a, b, b_trained, self.resamples, self.seed, self.level)
-
-    def note(self, seeds: dict[str, int] | None = None) -> str:
-        """What the intervals cover, given the replicates of each row (label -> N)."""
-        images = (f"{self.level:.0%} percentile bootstrap interval over the test set's images ({self.resamples:,} "
-                  f"resamples, seed {self.seed})")
-        several = {label: n for label, n in (seeds or {}).items() if n > 1}
-        if not several:
-            return (f"Intervals [a, b]: {images}. It covers which images a set holds, not the randomness of "
-                    "training (one training run per row).")
-        once = [label for label, n in seeds.items() if n == 1]
-        counts = listing(f"{label} {n}" for label, n in several.items())
-        return (f"Intervals [a, b], {self.level:.0%}. Rows trained with several seeds ({counts} seeds): the value "
-                "is the mean over the trainings of their set means, ±sd the seed standard deviation of a set "
-                "mean, and the interval covers both which images the set holds and which seeds were drawn "
-                "(mean ± t·se, se from the replicate × image variance components, Welch–Satterthwaite degrees of "
-                "freedom: bsr/stats.py); wins count the images where the mean over the seeds scores higher. " + (
-                    f"Rows trained once ({listing(once)}): a {images}, which covers the images, not training "
-                    "randomness; compared with a row that has seeds, such a row borrows that row's seed variance."
-                    if once else "Every row has seeds."))
-
-
-def number(value: float, digits: int, signed: bool = False) -> str:
-    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-    return text.replace("-", "−")
-
-
-def with_interval(value: float, interval: tuple[float, float], digits: int, signed: bool = False) -> str:
-    """`+0.12 [0.08, 0.16]`"""
-    low, high = interval
-    return f"{number(value, digits, signed)} [{number(low, digits)}, {number(high, digits)}]"
-
-
-def optional(value: float | None, digits: int, signed: bool = False) -> str:
-    return "–" if value is None else number(value, digits, signed)
-
-
-def cell(*texts: str | Text) -> list[Text]:
-    return [t if isinstance(t, Text) else Text(t) for t in texts]
+# Our score of a method's released outputs matches its published cell within the cell's rounding and these.
+RESCORED_TOLERANCE = {"psnr": 0.01, "ssim": 0.0005}
+RESCORED_MARK = "‡"
 
 
 def paper_rows(name: str) -> list[dict]:
@@ -138,21 +66,8 @@ def paper_values(kind: str, method: str) -> dict[tuple[int, str], dict[str, floa
             for r in paper_rows("bsr_tables.tsv") if r["degradation"] == kind and r["method"] == method}
 
 
-def with_seeds(text: str, scores: Replicated, metric: str) -> str:
-    """`30.12 [29.8, 30.4]`, and ` ±0.03 (3 seeds)` for a row with replicates."""
-    if scores.seeds == 1:
-        return text
-    sd = stats.seed_sd(scores.matrix(metric))
-    return f"{text} ±{number(sd, DIGITS[metric])} ({scores.seeds} seeds)"
-
-
-def verdict(interval: tuple[float, float]) -> str:
-    low, high = interval
-    return "better" if low > 0 else "worse" if high < 0 else "within noise"
-
-
 def trained_iterations(cfg: dict, name: str) -> int:
-    return read_training(layout.run_file(cfg["data_dir"], name, layout.RUN_SUMMARY))["iterations"]
+    return read_training(run_path(cfg, name, layout.RUN_SUMMARY))["iterations"]
 
 
 def main_experiments(cfg: dict) -> list[str]:
@@ -168,7 +83,7 @@ class Measured:
     self_ensemble: bool = False
 
     def eval_json(self, cfg: dict, dataset: str) -> str:
-        return layout.eval_json(cfg["data_dir"], self.name, dataset, self.self_ensemble)
+        return eval_path(cfg, self.name, dataset, self.self_ensemble)
 
 
 def measured_rows(cfg: dict) -> list[Measured]:
@@ -190,11 +105,6 @@ def plus_label(label: str) -> str:
     return f"{method}{SELF_ENSEMBLE}{space}{rest}"
 
 
-def listing(items) -> str:
-    items = [str(i) for i in items]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def short_run_note(iterations: dict[str, int], consequence: str) -> list[str]:
     """A note naming the runs trained for under SHORT_RUN of the paper's schedule (none when there are none)."""
     short = {name: n for name, n in iterations.items() if n < SHORT_RUN * PAPER_ITERATIONS}
@@ -203,6 +113,16 @@ def short_run_note(iterations: dict[str, int], consequence: str) -> list[str]:
     counts = listing(sorted(set(short.values())))
     return [f"Too short to mean anything: {listing(short)} trained {counts} iterations, under {SHORT_RUN:.0%} of "
             f"the paper run's {PAPER_ITERATIONS:,} ({consequence})."]
+
+
+def validation_note(cfg: dict, names) -> str:
+    """Which set training validated on, and whether a row is scored on that same set."""
+    on_test = [name for name in names if cfg["val_set"] in experiment_test_sets(cfg, name)]
+    note = f"Training validated on {cfg['val_set']} (val_psnr in metrics.csv; no checkpoint is chosen by it)"
+    if on_test:
+        note += (f", which {listing(on_test)} {'is' if len(on_test) == 1 else 'are'} also scored on: its validation "
+                 "curve is that set's, though nothing was tuned on it")
+    return note + "."
 
 
 def few_images_note(sizes: dict[str, int]) -> list[str]:
@@ -267,15 +187,18 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
     table.notes += [
         f"{metric_convention(spaces)}; " + "; ".join(f"{k}: {DEGRADATIONS[k]}" for k in dict.fromkeys(kinds)) +
         "; bicubic upsampling is MATLAB's. "
-        "“–”: the paper has no such set (or no bicubic row for it).",
+        "“–”: the paper has no such value: not that set, no bicubic row for it, or no BSR value for a baseline or "
+        "self-ensemble row (the paper publishes plain BSR alone).",
         boot.note(seeds),
         "Ours − bicubic (our bicubic) is paired, the same images at the same degradation and scale: its interval "
-        "is that of the mean per-image difference, and Wins counts the images where our BSR scores higher. "
-        "Ours − paper is not paired (the paper publishes set means, no per-image scores), so it gets no interval; "
-        "the interval beside our BSR is that of our mean alone.",
+        "is that of the mean per-image difference, and Wins counts the images where the row's network scores "
+        "higher. Ours − paper is not paired (the paper publishes set means, no per-image scores), so it gets no "
+        "interval; the interval beside our BSR is that of our mean alone.",
+        validation_note(cfg, iterations),
         *([f"Rows marked {SELF_ENSEMBLE} (e.g. BSR+): the same network scored as the mean of its outputs over the 8 flips and "
            "rotations of the input (EDSR's self-ensemble); the paper publishes no such results."]
           if any(row.self_ensemble for row in measured_rows(cfg)) else []),
+        training_line(cfg, iterations),
         *short_run_note(iterations, "these rows show that the pipeline runs, not how well BSR does"),
         *few_images_note(sizes),
     ]
@@ -305,7 +228,7 @@ def build_literature(cfg: dict, kind: str) -> Table:
     datasets = list(dict.fromkeys(r["dataset"] for r in published))
     table = Table(f"The paper's table, {DEGRADATION_TITLES[kind]}: PSNR / SSIM", ["Method", "Scale", *datasets],
                   "ll" + "r" * len(datasets))
-    footnotes, spaces, ours, elsewhere = [], set(), set(), []
+    footnotes, spaces, ours, elsewhere, rescored = [], set(), set(), [], {}
     for scale in sorted({int(r["scale"]) for r in published}):
         block: dict[str, dict] = {}  # row label -> (dataset, metric) -> (value, footnote mark)
         for r in published:
@@ -331,6 +254,9 @@ def build_literature(cfg: dict, kind: str) -> Table:
                 for metric in METRICS:
                     block.setdefault(OURS_BICUBIC, {})[(dataset, metric)] = (bicubic[metric], "")
                     block.setdefault(label, {})[(dataset, metric)] = (bsr.value(metric), "")
+        for method, dataset, _, _ in [e for e in published_entries(cfg) if e[2:] == (kind, scale)]:
+            rescored[(method, dataset)] = read_record(layout.rescored_json(d, method, dataset, kind, scale))
+            spaces.add(rescored[(method, dataset)]["space"])
         styles = {}
         for column in [(dataset, metric) for dataset in datasets for metric in METRICS]:
             ranked = [(label, values[column][0]) for label, values in block.items()
@@ -340,9 +266,9 @@ def build_literature(cfg: dict, kind: str) -> Table:
         for i, (label, values) in enumerate(block.items()):
             row = [cell(Text(label, "bold" if label in ours else "")), cell(f"×{scale}")]
             for dataset in datasets:
-                row.append([Text(number(values[(dataset, m)][0], DIGITS[m]), styles.get((label, (dataset, m)), ""),
-                                 values[(dataset, m)][1]) for m in METRICS] if (dataset, "psnr") in values
-                           else cell("–"))
+                row.append([literature_text(values[(dataset, m)], rescored.get((label, dataset)), m,
+                                            styles.get((label, (dataset, m)), "")) for m in METRICS]
+                           if (dataset, "psnr") in values else cell("–"))
             table.rows.append(Row(row, rule=i == 0))
     table.notes.append(f"{metric_convention(spaces or {'y'})}; {DEGRADATIONS[kind]}. Best value of each column "
                        "and scale in bold, second underlined; our measured rows (bold names) are ranked with the "
@@ -352,7 +278,32 @@ def build_literature(cfg: dict, kind: str) -> Table:
             if elsewhere else ""
         table.notes.append(f"We measured none of these sets under {kind}{where}: this table is the paper's alone.")
     table.notes += footnotes
+    table.notes += rescored_notes(cfg, kind, rescored)
     return table
+
+
+def literature_text(published: tuple[float, str], rescored: dict | None, metric: str, style: str) -> Text:
+    """A published cell, with our score of the method's released outputs beside it when we have one, marked
+    where the two differ by more than RESCORED_TOLERANCE."""
+    value, flag = published
+    text = number(value, DIGITS[metric])
+    if rescored is not None:
+        text += f" ({number(rescored[metric], DIGITS[metric])})"
+        flag += RESCORED_MARK if abs(rescored[metric] - value) > RESCORED_TOLERANCE[metric] else ""
+    return Text(text, style, flag)
+
+
+def rescored_notes(cfg: dict, kind: str, rescored: dict) -> list[str]:
+    """What the numbers in parentheses are, which cells were re-scored and from where, and what the mark says."""
+    if not rescored:
+        return []
+    sources = listing(f"{method} {dataset} ×{scale} from {published_entry(cfg, method, dataset, kind, scale)['source']}"
+                      for method, dataset, k, scale in published_entries(cfg) if k == kind)
+    return [f"(x): our score of the method's released outputs (bsr score: the protocol above, each SR file paired "
+            f"with its HR image by name), beside the published value; re-scored: {sources}. {RESCORED_MARK}: ours "
+            f"differs from the published value by more than {RESCORED_TOLERANCE['psnr']} dB or "
+            f"{RESCORED_TOLERANCE['ssim']} SSIM, more than its rounding: those outputs, or that protocol, are not "
+            "the ones behind the paper's cell."]
 
 
 def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
@@ -431,9 +382,14 @@ def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
     else:
         table.notes.append(f"No arm is labelled {PAPER_BASELINE}, so ours are not compared." if arms else
                            "This config runs no ablation arm.")
+    if arms:
+        table.notes.append(f"Bold: the arms this config trains ({listing(arms)}); the others are the paper's alone.")
+        table.notes.append(training_line(cfg, arms.values()))
     # Seed-aware verdicts can find a short run's differences real; they are this schedule's, not the paper's.
     table.notes += short_run_note(iterations, "the arms' differences describe this short schedule, not the "
-                                  "paper's" if replicated else "differences between the arms are noise")
+                                  "paper's" if replicated else "an interval over the images that excludes 0 still "
+                                  "says nothing about the arms: it covers which images were tested, not the "
+                                  "training seed, and a schedule this short is far from converged")
     if ties:
         table.notes.append(f"The interval includes 0 for {listing(ties)}: no measurable difference from our Baseline.")
     return table
@@ -482,7 +438,7 @@ def training_curves(cfg: dict, out_png: str) -> None:
 
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
     for name in cfg["experiments"]:
-        log = Path(layout.run_file(cfg["data_dir"], name, layout.RUN_METRICS))
+        log = Path(run_path(cfg, name, layout.RUN_METRICS))
         rows = list(csv.DictReader(log.read_text().splitlines()))
         steps = [int(r["step"]) for r in rows]
         ax_loss.plot(steps, [float(r["loss"]) for r in rows], label=name)
@@ -507,7 +463,7 @@ def comparison(cfg: dict, name: str, dataset: str, out_png: str) -> None:
     hr_path = list_images(layout.hr_dir(d, dataset))[0]
     panels = [("HR", read_image(hr_path), None)]
     for title, summary in [("Bicubic", layout.bicubic_json(d, dataset, kind, scale)),
-                           (f"BSR ({name})", layout.eval_json(d, name, dataset))]:
+                           (f"BSR ({name})", eval_path(cfg, name, dataset))]:
         panels.append((title, read_image(layout.sample_png(summary)), read_scores(summary).images.loc[hr_path.stem, "psnr"]))
     h, w = panels[1][1].shape[:2]  # the samples are of the HR image cropped to a multiple of the scale
     size = max(16, min(h, w) // 3)
@@ -516,41 +472,10 @@ def comparison(cfg: dict, name: str, dataset: str, out_png: str) -> None:
     for ax, (title, img, value) in zip(axes, panels):
         ax.imshow(img[y:y + size, x:x + size], cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255,
                   interpolation="nearest")
-        ax.set_title(title if value is None else f"{title}\n{value:.2f} dB", fontsize=9)
+        ax.set_title(title if value is None else f"{title}\n{value:.2f} dB (whole image)", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"{dataset}, {DEGRADATION_TITLES[kind]}, ×{scale}: {hr_path.name} (centre crop)", fontsize=10)
     save_figure(fig, out_png)
-
-
-def config_differences(cfg: dict, config_path: str) -> list[str]:
-    """Which config the report is of, and each value where it differs from the paper's config."""
-    if layout.is_paper_config(config_path):
-        return [f"Config: {config_path} ({cfg['name']}), the paper config."]
-    # both as checked (defaults filled, bases merged): differences in effect, not in spelling
-    paper_cfg = load_pipeline(layout.PAPER_CONFIG)
-    paper, ours, changed = {}, {}, []
-    for section in ("datasets", "experiments"):  # entries of one config only: their names, not every value
-        if set(paper_cfg[section]) != set(cfg[section]):
-            paper[section], ours[section] = ", ".join(paper_cfg[section]), ", ".join(cfg[section])
-            changed.append(section)
-    shared = {section: set(paper_cfg[section]) & set(cfg[section]) for section in ("datasets", "experiments")}
-
-    def leaves(config):
-        return {key: value for key, value in flatten(config).items()
-                if key.split(".")[0] not in shared or key.split(".")[1] in shared[key.split(".")[0]]}
-    paper_leaves, our_leaves = leaves(paper_cfg), leaves(cfg)
-    paper |= paper_leaves
-    ours |= our_leaves
-    changed += [key for key in dict.fromkeys([*paper_leaves, *our_leaves])
-                if paper_leaves.get(key, "∅") != our_leaves.get(key, "∅")]
-
-    def shown(key, values):
-        return "∅" if key not in values else str(values[key]) if len(str(values[key])) <= 60 \
-            else str(values[key])[:57] + "..."
-    listed = [f"{key}: {shown(key, paper)} → {shown(key, ours)}" for key in changed[:CONFIG_DIFFERENCES]]
-    more = f"; and {len(changed) - CONFIG_DIFFERENCES} more" if len(changed) > CONFIG_DIFFERENCES else ""
-    return [f"Config: {config_path} ({cfg['name']}). It differs from the paper config ({layout.PAPER_CONFIG}) in "
-            f"{len(changed)} values (paper → this; ∅: absent): {'; '.join(listed)}{more}."]
 
 
 def check_inputs(cfg: dict, config_path: str) -> None:
@@ -578,14 +503,17 @@ def write_tables(cfg: dict, config_path: str, report_dir: str | None = None, res
         raise BsrError(f"{resamples} bootstrap resamples: use at least {stats.RESAMPLES:,}, or the intervals' "
                        "second decimal is resampling noise")
     boot = Bootstrap(resamples, seed)
-    tables = [build_reproduction(cfg, boot), *(build_literature(cfg, kind) for kind in DEGRADATION_TITLES),
-              build_ablation(cfg, boot)]
-    about, env = config_differences(cfg, config_path), environment()
-    written = layout.report_tables(str(report_dir or layout.report_dir(cfg["name"])))
+    moved = build_moved(cfg, boot)  # a variant's report leads with what moved
+    tables = [*([moved] if moved else []), build_reproduction(cfg, boot),
+              *(build_literature(cfg, kind) for kind in DEGRADATION_TITLES), build_ablation(cfg, boot)]
+    (about, changes), env = config_changes(cfg, config_path), environment()
+    folder = str(report_dir or layout.report_dir(cfg["name"]))
+    written = layout.report_tables(folder)
     for path in written.values():
         write_text(path, env.get_template(f"{Path(path).name}.j2").render(
-            name=cfg["name"], about=about, tables=tables, figures=report_figures(cfg)))
-    return list(written.values())
+            name=cfg["name"], about=[about], changes=changes, tables=tables, figures=report_figures(cfg)))
+    write_text(layout.report_changes(folder), "".join(f"{line}\n" for line in [about, *changes]))
+    return [*written.values(), layout.report_changes(folder)]
 
 
 def report_figures(cfg: dict) -> dict[str, str]:
@@ -599,16 +527,19 @@ def write_report(cfg: dict, config_path: str, report_dir: str | None = None, res
     """Render the tables and the figures into `report_dir` (default: the config's); return the files written."""
     check_inputs(cfg, config_path)
     folder = Path(report_dir or layout.report_dir(cfg["name"]))
-    figures = {key: str(folder / path) for key, path in report_figures(cfg).items() if not key.startswith("pic_")}
+    figures = {key: str(folder / path) for key, path in report_figures(cfg).items()}
     inputs = [path for paths in report_inputs(cfg, config_path).values() for path in paths]
     check_against_inputs([folder], inputs)
-    check_writer(folder, "report")  # pic's figures go in first, so the folder may hold files and no marker
-    for path in [*layout.report_tables(str(folder)).values(), *figures.values()]:
+    check_writer(folder, "report")
+    for path in [*layout.report_tables(str(folder)).values(), layout.report_changes(str(folder)), *figures.values()]:
         check_output(path, inputs)
     folder.mkdir(parents=True, exist_ok=True)
     mark_folder(folder, "report")
     written = write_tables(cfg, config_path, report_dir, resamples, seed)
     training_curves(cfg, figures["training_curves"])
+    for dataset, kind, scale, reduce in pic_jobs(cfg):  # drawn by the pic stage, beside its tables
+        with atomic_path(figures[f"pic_{dataset}_{kind}x{scale}_{reduce}"]) as tmp:
+            shutil.copyfile(f"{layout.pic_dir(cfg['data_dir'], dataset, kind, scale, reduce)}.png", tmp)
     for name, dataset in comparison_jobs(cfg):
         kind, scale = experiment_degradation(cfg, name)
         comparison(cfg, name, dataset, figures[f"compare_{dataset}_{kind}x{scale}"])

@@ -13,6 +13,7 @@ import pandas as pd
 
 from bsr import BsrError, layout
 from bsr.config import run_names
+from bsr.stages import eval_path
 
 METRICS = ("psnr", "ssim")
 
@@ -100,7 +101,7 @@ class Replicated:
 
 
 def read_replicated(cfg: dict, name: str, dataset: str, self_ensemble: bool = False) -> Replicated:
-    return Replicated([read_scores(layout.eval_json(cfg["data_dir"], run, dataset, self_ensemble))
+    return Replicated([read_scores(eval_path(cfg, run, dataset, self_ensemble))
                        for run in run_names(cfg, name)])
 
 

@@ -17,16 +17,21 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bsr import BsrError, layout
-from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment, run_names, split_run
+from bsr.config import (experiment_entry, experiment_test_sets, published_entries, published_entry,
+                        resolve_experiment, run_names, split_run)
 
 # The rules, in the order the data flows through them, and their wildcards.
 STAGES = {"download": ("dataset",), "degrade": ("dataset", "kind", "scale"),
           "pic": ("dataset", "kind", "scale", "reduce"), "experiment_config": ("experiment",),
           "train": ("experiment",), "evaluate": ("experiment", "dataset"),
           "evaluate_self_ensemble": ("experiment", "dataset"), "aggregate": ("experiment",),
-          "bicubic": ("dataset", "kind", "scale"), "report": ()}
+          "bicubic": ("dataset", "kind", "scale"), "published": ("method", "dataset", "kind", "scale"),
+          "score": ("method", "dataset", "kind", "scale"), "report": ()}
+# The stages whose outputs lie in the config's work folder (its data_dir, or a variant's own folder: bsr.variants),
+# which Snakemake's patterns give as the wildcard {root}: a variant's DAG holds its parent's runs and its own.
+WORK_STAGES = ("experiment_config", "train", "evaluate", "evaluate_self_ensemble", "aggregate")
 # The outputs that are folders (Snakemake's directory()).
-FOLDERS = {"download": ("hr",), "degrade": ("lr",), "pic": ("tables",)}
+FOLDERS = {"download": ("hr",), "degrade": ("lr",), "pic": ("tables",), "published": ("sr",)}
 # Per training job when the config's resources.train does not say.
 TRAIN_RESOURCES = {"threads": 4, "mem_mb": 16000, "runtime": 1440}
 
@@ -41,6 +46,7 @@ class Job:
     log: str
     keys: list[str] = field(default_factory=list)  # config keys read, besides the files in `inputs`
     resources: dict[str, int] = field(default_factory=dict)
+    config: str = ""  # the config file whose record this is: a variant's parent's, for a job the two share
 
     @property
     def name(self) -> str:
@@ -60,7 +66,68 @@ class Job:
 def wildcard_tags(wildcards: dict[str, str]) -> list[str]:
     """The wildcard values as names show them: kind and scale as one tag (BIx2)."""
     return [layout.degradation_tag(value, wildcards["scale"]) if key == "kind" else value
-            for key, value in wildcards.items() if key != "scale"]
+            for key, value in wildcards.items() if key not in ("scale", "root")]
+
+
+def job_key(stage: str, w: dict) -> tuple:
+    """A job's identity: its stage and wildcard values (as strings, as Snakemake gives them)."""
+    return stage, tuple((name, str(w[name])) for name in STAGES[stage])
+
+
+# ---- whose job: a variant shares its parent's records of the work they have in common -----------------------
+
+def owner(cfg: dict, config_path: str, stage: str, w: dict) -> tuple[dict, str]:
+    """The config (and its file) whose record a job is: a variant's parent's (or further up) for a shared job."""
+    while "_variant" in cfg and job_key(stage, w) in cfg["_variant"]["shared"]:
+        cfg, config_path = cfg["_variant"]["parent"], cfg["_variant"]["parent_path"]
+    return cfg, config_path
+
+
+def work_dir(cfg: dict) -> str:
+    """Where a config's own runs, evaluations and logs go: its data_dir, or a variant's own folder in it."""
+    return cfg["_variant"]["work_dir"] if "_variant" in cfg else cfg["data_dir"]
+
+
+def lineage(cfg: dict, config_path: str) -> list[tuple[dict, str]]:
+    """(config, file) of a config and of each config it extends, itself first."""
+    chain = [(cfg, config_path)]
+    while "_variant" in cfg:
+        cfg, config_path = cfg["_variant"]["parent"], cfg["_variant"]["parent_path"]
+        chain.append((cfg, config_path))
+    return chain
+
+
+def work_roots(cfg: dict) -> list[str]:
+    """The work folders of a config's DAG: its own and those of the configs it extends."""
+    return list(dict.fromkeys(work_dir(c) for c, _ in lineage(cfg, "")))
+
+
+def job_root(cfg: dict, stage: str, w: dict) -> str:
+    """The work folder of a job of a work stage: its owner's."""
+    return work_dir(owner(cfg, "", stage, w)[0])
+
+
+def run_root(cfg: dict, run: str) -> str:
+    return job_root(cfg, "train", {"experiment": run})
+
+
+def eval_root(cfg: dict, run: str, dataset: str, self_ensemble: bool = False) -> str:
+    return job_root(cfg, "evaluate_self_ensemble" if self_ensemble else "evaluate",
+                    {"experiment": run, "dataset": dataset})
+
+
+def eval_path(cfg: dict, run: str, dataset: str, self_ensemble: bool = False) -> str:
+    """The summary JSON of a run's evaluation on a test set, wherever its job writes it."""
+    return layout.eval_json(eval_root(cfg, run, dataset, self_ensemble), run, dataset, self_ensemble)
+
+
+def run_path(cfg: dict, run: str, name: str) -> str:
+    """A file of a training run (layout.RUN_*), wherever its job writes it."""
+    return layout.run_file(run_root(cfg, run), run, name)
+
+
+def replicates_path(cfg: dict, experiment: str) -> str:
+    return layout.replicates_json(job_root(cfg, "aggregate", {"experiment": experiment}), experiment)
 
 
 # ---- which jobs the config asks for ---------------------------------------------------------------------
@@ -136,7 +203,7 @@ def figure_paths(cfg: dict) -> dict[str, str]:
 def targets(cfg: dict) -> list[str]:
     """What a whole run makes: the report, every figure, and the summaries of experiments with replicates."""
     return list(dict.fromkeys([*paths(cfg, "report", {})[0].values(), *figure_paths(cfg).values(),
-                               *(layout.replicates_json(cfg["data_dir"], name) for name in aggregate_jobs(cfg))]))
+                               *(replicates_path(cfg, name) for name in aggregate_jobs(cfg))]))
 
 
 def pic_figure(report_dir: str, dataset: str, kind: str, scale, reduce: str) -> str:
@@ -150,34 +217,70 @@ def comparison_figure(report_dir: str, dataset: str, kind: str, scale) -> str:
 def report_inputs(cfg: dict, config_path: str) -> dict[str, list[str]]:
     """Every file the report reads, by kind: all it reads (bsr.report takes its paths from here)."""
     d = cfg["data_dir"]
-    evaluations = [layout.eval_json(d, e, s) for e, s in run_evaluate_jobs(cfg)]
-    evaluations += [layout.eval_json(d, e, s, self_ensemble=True) for e, s in run_evaluate_jobs(cfg, self_ensemble_jobs)]
+    evaluations = [eval_path(cfg, e, s) for e, s in run_evaluate_jobs(cfg)]
+    evaluations += [eval_path(cfg, e, s, self_ensemble=True) for e, s in run_evaluate_jobs(cfg, self_ensemble_jobs)]
     bicubic = [layout.bicubic_json(d, *job) for job in bicubic_jobs(cfg)]
     return {
-        # which config the report is of, and the paper's, to list where they differ
+        # which config the report is of
         "config": [config_path],
-        "paper_config": [] if layout.is_paper_config(config_path) else [layout.PAPER_CONFIG],
+        # what it differs from: a variant's parent (and the files that one extends), else the paper's config
+        "compared_with": lineage_files(cfg) or ([] if layout.is_paper_config(config_path) else [layout.PAPER_CONFIG]),
         "evaluations": evaluations,
         # the per-image scores beside every summary: the confidence intervals and win counts resample them
         "scores": [layout.scores_csv(p) for p in evaluations + bicubic],
         "bicubic": bicubic,
         # the visual comparisons: each set's first HR image, its bicubic and its super-resolved sample
-        "samples": [layout.sample_png(layout.eval_json(d, e, s)) for e, s in evaluate_jobs(cfg)]
+        "samples": [layout.sample_png(eval_path(cfg, e, s)) for e, s in evaluate_jobs(cfg)]
                    + [layout.sample_png(p) for p in bicubic],
         "hr": [layout.hr_dir(d, s) for s in dict.fromkeys(s for _, s in evaluate_jobs(cfg))],
-        "metrics": [layout.run_file(d, e, layout.RUN_METRICS) for e in cfg["experiments"]],
+        "metrics": [run_path(cfg, e, layout.RUN_METRICS) for e in cfg["experiments"]],
+        # our scores of methods' released outputs (config published:), beside their cells in Tables 2-3
+        "rescored": [p for job in published_entries(cfg) for p in (layout.rescored_json(d, *job),
+                                                                   layout.scores_csv(layout.rescored_json(d, *job)))],
+        # the PIC histograms, which the report copies into its figures
+        "pic_plots": [f"{layout.pic_dir(d, *job)}.png" for job in pic_jobs(cfg)],
         # train.json records the iterations a run trained, which say whether its numbers can mean anything
-        "trainings": [layout.run_file(d, e, layout.RUN_SUMMARY) for e in cfg["experiments"]],
+        "trainings": [run_path(cfg, e, layout.RUN_SUMMARY) for e in cfg["experiments"]],
+        # a variant's report says what moved from its parent: the parent's evaluations of the same experiments
+        "parent_evaluations": parent_evaluations(cfg),
     }
+
+
+def lineage_files(cfg: dict) -> list[str]:
+    """The config files a variant extends, its parent first; none for a config that extends nothing."""
+    return [path for _, path in lineage(cfg, "")[1:]]
+
+
+def moved_cells(cfg: dict) -> list[tuple[str, str, bool]]:
+    """(experiment, test set, self-ensemble) that a variant and its parent both score, from runs of their own:
+    the cells of "What moved". Those it shares are the same files, so they cannot have moved."""
+    if "_variant" not in cfg:
+        return []
+    parent, cells = cfg["_variant"]["parent"], []
+    for plus, evaluations in ((False, evaluate_jobs), (True, self_ensemble_jobs)):
+        theirs = set(evaluations(parent))
+        cells += [(name, dataset, plus) for name, dataset in evaluations(cfg) if (name, dataset) in theirs
+                  and eval_path(cfg, name, dataset, plus) != eval_path(parent, name, dataset, plus)]
+    return cells
+
+
+def parent_evaluations(cfg: dict) -> list[str]:
+    """The parent's side of "What moved": its evaluations (every replicate's) and their per-image scores."""
+    if "_variant" not in cfg:
+        return []
+    parent = cfg["_variant"]["parent"]
+    paths = [eval_path(parent, run, dataset, plus) for name, dataset, plus in moved_cells(cfg)
+             for run in run_names(parent, name)]
+    return paths + [layout.scores_csv(p) for p in paths]
 
 
 def aggregate_inputs(cfg: dict, name: str) -> dict[str, list[str]]:
     """What `bsr aggregate` reads of an experiment: each replicate's training summary (its MLflow run) and its
     evaluations (plain and ×8) on every test set."""
-    d, sets = cfg["data_dir"], experiment_test_sets(cfg, name)
+    sets = experiment_test_sets(cfg, name)
     plus = [True] if experiment_entry(cfg, name).get("self_ensemble") else []
-    return {"trainings": [layout.run_file(d, run, layout.RUN_SUMMARY) for run in run_names(cfg, name)],
-            "evaluations": [layout.eval_json(d, run, dataset, ensemble) for run in run_names(cfg, name)
+    return {"trainings": [run_path(cfg, run, layout.RUN_SUMMARY) for run in run_names(cfg, name)],
+            "evaluations": [eval_path(cfg, run, dataset, ensemble) for run in run_names(cfg, name)
                             for dataset in sets for ensemble in [False, *plus]]}
 
 
@@ -186,13 +289,18 @@ def aggregate_inputs(cfg: dict, name: str) -> dict[str, list[str]]:
 def paths(cfg: dict, stage: str, w: dict[str, str]) -> tuple[dict[str, str], str]:
     """A job's outputs and its log, from its wildcards alone (placeholders such as "{dataset}" give patterns)."""
     d, reports = cfg["data_dir"], layout.report_dir(cfg["name"])
+    if stage in WORK_STAGES:
+        d = w.get("root") or job_root(cfg, stage, w)
+    elif stage == "report":  # its log too is the config's own, not its parent's
+        d = work_dir(cfg)
     if stage == "download":
         outputs = {"hr": layout.hr_dir(d, w["dataset"])}
     elif stage == "degrade":
         outputs = {"lr": layout.lr_dir(d, w["dataset"], w["kind"], w["scale"])}
     elif stage == "pic":
-        outputs = {"tables": layout.pic_dir(d, w["dataset"], w["kind"], w["scale"], w["reduce"]),
-                   "plot": pic_figure(reports, w["dataset"], w["kind"], w["scale"], w["reduce"])}
+        tables = layout.pic_dir(d, w["dataset"], w["kind"], w["scale"], w["reduce"])
+        # beside the tables, as they are shared by a config's variants; each report copies it into its figures
+        outputs = {"tables": tables, "plot": f"{tables}.png"}
     elif stage == "experiment_config":
         outputs = {"config": layout.experiment_config(d, w["experiment"])}
     elif stage == "train":
@@ -205,9 +313,13 @@ def paths(cfg: dict, stage: str, w: dict[str, str]) -> tuple[dict[str, str], str
         outputs = {"summary": summary, "scores": layout.scores_csv(summary), "sample": layout.sample_png(summary)}
     elif stage == "aggregate":
         outputs = {"summary": layout.replicates_json(d, w["experiment"])}
+    elif stage == "published":
+        outputs = {"sr": layout.published_dir(d, w["method"], w["dataset"], w["kind"], w["scale"])}
+    elif stage == "score":
+        summary = layout.rescored_json(d, w["method"], w["dataset"], w["kind"], w["scale"])
+        outputs = {"summary": summary, "scores": layout.scores_csv(summary)}
     elif stage == "report":
-        outputs = layout.report_tables(reports) | {key: path for key, path in figure_paths(cfg).items()
-                                                   if not key.startswith("pic_")}
+        outputs = layout.report_tables(reports) | {"changes": layout.report_changes(reports)} | figure_paths(cfg)
     else:
         raise BsrError(f"no stage {stage!r} (have: {', '.join(STAGES)})")
     return outputs, f"{d}/logs/{stage}/{'_'.join(wildcard_tags(w)) or stage}.log"
@@ -215,10 +327,12 @@ def paths(cfg: dict, stage: str, w: dict[str, str]) -> tuple[dict[str, str], str
 
 def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
     """The job of `stage` with wildcards `w` (values as strings, as Snakemake gives them)."""
-    w = {key: str(value) for key, value in w.items()}
+    w = {key: str(w[key]) for key in STAGES[stage]}
+    cfg_owner, path_owner = owner(cfg, config_path, stage, w)
+    if cfg_owner is not cfg:
+        return job(cfg_owner, path_owner, stage, w)
     outputs, log = paths(cfg, stage, w)
-    d = cfg["data_dir"]
-    inputs, keys, resources = {}, [], {}
+    d, inputs, keys, resources = cfg["data_dir"], {}, [], {}
     if stage == "download":
         args = ["bsr", "download", *download_args(cfg, w["dataset"]), "--lock", f"{d}/datasets.lock",
                 "--cache", f"{d}/downloads", "--out", outputs["hr"]]
@@ -239,30 +353,31 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
     elif stage == "train":
         resolved = resolve_experiment(cfg, w["experiment"])
         data = resolved["data"]
-        inputs = {"config": layout.experiment_config(d, w["experiment"]), "lr": data["train_lr"],
+        inputs = {"config": layout.experiment_config(job_root(cfg, stage, w), w["experiment"]), "lr": data["train_lr"],
                   "pic": data["train_pic"], "val_hr": data["val_hr"], "val_lr": data["val_lr"]}
         gpus = resolved["train"]["gpus"]
         # torchrun starts one `bsr` per GPU; bsr.train runs DDP under it
         launcher = ["bsr"] if gpus == 1 else ["torchrun", "--standalone", "--nproc-per-node", str(gpus),
                                               "--no-python", "bsr"]
         # The checkpoint is not a declared output, so a killed job resumes where it stopped.
-        args = [*launcher, "train", "--config", inputs["config"], "--out", layout.run_dir(d, w["experiment"]),
+        args = [*launcher, "train", "--config", inputs["config"], "--out", layout.run_dir(job_root(cfg, stage, w), w["experiment"]),
                 "--resume", "auto"]
         resources = TRAIN_RESOURCES | cfg.get("resources", {}).get("train", {})
         resources["gpu"] = 0 if resolved["train"]["device"] == "cpu" else gpus
     elif stage in ("evaluate", "evaluate_self_ensemble"):
         kind, scale = experiment_degradation(cfg, w["experiment"])
-        inputs = {"model": layout.run_file(d, w["experiment"], layout.RUN_MODEL),
-                  "summary": layout.run_file(d, w["experiment"], layout.RUN_SUMMARY),
+        run = run_root(cfg, w["experiment"])  # a variant's own evaluation may score a run it shares
+        inputs = {"model": layout.run_file(run, w["experiment"], layout.RUN_MODEL),
+                  "summary": layout.run_file(run, w["experiment"], layout.RUN_SUMMARY),
                   # Snakemake does not rebuild a missing model for an evaluation that looks up to date: a
                   # training killed after its outputs were deleted would leave the old tables in place. The
                   # experiment file, rewritten whenever the experiment changes, makes the evaluation rerun.
-                  "experiment": layout.experiment_config(d, w["experiment"]),
+                  "experiment": layout.experiment_config(run, w["experiment"]),
                   "hr": layout.hr_dir(d, w["dataset"]), "lr": layout.lr_dir(d, w["dataset"], kind, scale)}
         # Evaluation runs where its experiment trains: on the CPU for device: cpu, else on a GPU if there is one,
         # which it reserves, as training does (gpu=1 under profiles/default, sbatch --gpus=1 under SLURM).
         cpu = resolve_experiment(cfg, w["experiment"])["train"]["device"] == "cpu"
-        args = ["bsr", "evaluate", "--run", layout.run_dir(d, w["experiment"]), "--hr", inputs["hr"],
+        args = ["bsr", "evaluate", "--run", layout.run_dir(run, w["experiment"]), "--hr", inputs["hr"],
                 "--lr", inputs["lr"], "--dataset", w["dataset"], "--out", outputs["summary"],
                 "--sample", outputs["sample"], *(["--self-ensemble"] if stage != "evaluate" else []),
                 *(["--device", "cpu"] if cpu else [])]
@@ -271,6 +386,21 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
         inputs = {"hr": layout.hr_dir(d, w["dataset"])}
         args = ["bsr", "eval-bicubic", "--hr", inputs["hr"], "--scale", w["scale"], "--kind", w["kind"],
                 "--out", outputs["summary"], "--sample", outputs["sample"]]
+    elif stage == "published":  # a download: the released images, counted like the test set's
+        entry = published_entry(cfg, w["method"], w["dataset"], w["kind"], w["scale"])
+        spec = {**entry, "images": cfg["datasets"][w["dataset"]]["images"]}
+        name = f"published-{w['method']}-{w['dataset']}-{layout.degradation_tag(w['kind'], w['scale'])}"
+        args = ["bsr", "download", *source_args(cfg, name, spec), "--lock", f"{d}/datasets.lock",
+                "--cache", f"{d}/downloads", "--out", outputs["sr"]]
+        keys = [f"published.{w['method']}"]
+    elif stage == "score":
+        entry = published_entry(cfg, w["method"], w["dataset"], w["kind"], w["scale"])
+        inputs = {"sr": layout.published_dir(d, w["method"], w["dataset"], w["kind"], w["scale"]),
+                  "hr": layout.hr_dir(d, w["dataset"])}
+        args = ["bsr", "score", "--sr", inputs["sr"], "--hr", inputs["hr"], "--scale", w["scale"], "--kind",
+                w["kind"], "--match", entry.get("match", "{stem}"), "--dataset", w["dataset"], "--method",
+                w["method"], "--out", outputs["summary"]]
+        keys = [f"published.{w['method']}"]
     elif stage == "aggregate":
         inputs = aggregate_inputs(cfg, w["experiment"])
         args = ["bsr", "aggregate", "--config", config_path, "--experiment", w["experiment"],
@@ -279,11 +409,11 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
     else:  # report
         inputs = report_inputs(cfg, config_path)
         args = ["bsr", "report", "--config", config_path, "--out", layout.report_dir(cfg["name"])]
-    return Job(stage, w, args, inputs, outputs, log, keys, resources)
+    return Job(stage, w, args, inputs, outputs, log, keys, resources, config_path)
 
 
-def jobs(cfg: dict, config_path: str) -> list[Job]:
-    """Every job of the pipeline, in the order the data flows."""
+def job_matrix(cfg: dict) -> dict[str, list[dict[str, str]]]:
+    """The wildcards of every job of the pipeline, by stage."""
     matrix = {
         "download": [(s,) for s in cfg["datasets"]],
         "degrade": degrade_jobs(cfg),
@@ -294,10 +424,17 @@ def jobs(cfg: dict, config_path: str) -> list[Job]:
         "evaluate_self_ensemble": run_evaluate_jobs(cfg, self_ensemble_jobs),
         "aggregate": [(name,) for name in aggregate_jobs(cfg)],
         "bicubic": bicubic_jobs(cfg),
+        "published": published_entries(cfg),
+        "score": published_entries(cfg),
         "report": [()],
     }
-    table = [job(cfg, config_path, stage, dict(zip(names, values)))
-             for stage, names in STAGES.items() for values in matrix[stage]]
+    return {stage: [{name: str(value) for name, value in zip(STAGES[stage], values)} for values in matrix[stage]]
+            for stage in STAGES}
+
+
+def jobs(cfg: dict, config_path: str) -> list[Job]:
+    """Every job of the pipeline, in the order the data flows."""
+    table = [job(cfg, config_path, stage, w) for stage, wildcards in job_matrix(cfg).items() for w in wildcards]
     names = [j.name for j in table]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:  # e.g. experiment A_B on set C and experiment A on set B_C
@@ -327,13 +464,17 @@ def cpu_training_warning(cfg: dict) -> str | None:
 
 
 def download_args(cfg: dict, dataset: str) -> list[str]:
-    """The `bsr download` arguments describing one dataset of the config. `source: manual` becomes
-    manual://<layout.manual_dir>, the folder where the user puts the files."""
-    spec = cfg["datasets"][dataset]
+    """The `bsr download` arguments describing one dataset of the config."""
+    return source_args(cfg, dataset, cfg["datasets"][dataset])
+
+
+def source_args(cfg: dict, name: str, spec: dict) -> list[str]:
+    """The `bsr download` arguments of a dataset's (or released outputs') spec, recorded under `name` in
+    datasets.lock. `source: manual` becomes manual://<layout.manual_dir>, the folder where the user puts them."""
     source = spec["source"]
     if source == "manual":
-        source = "manual://" + quote(layout.manual_dir(cfg["data_dir"], dataset))
-    args = ["--name", dataset, "--source", source, "--images", str(spec["images"])]
+        source = "manual://" + quote(layout.manual_dir(cfg["data_dir"], name))
+    args = ["--name", name, "--source", source, "--images", str(spec["images"])]
     if spec.get("subdir"):
         args += ["--subdir", spec["subdir"]]
     if spec.get("files"):
@@ -349,7 +490,19 @@ def download_args(cfg: dict, dataset: str) -> list[str]:
 
 def rule_paths(cfg: dict, stage: str) -> tuple[dict[str, str], str]:
     """A rule's output patterns and log pattern."""
-    return paths(cfg, stage, {name: f"{{{name}}}" for name in STAGES[stage]})
+    return paths(cfg, stage, {name: f"{{{name}}}" for name in (*STAGES[stage], "root")})
+
+
+def rule_config(cfg: dict, config_path: str, stage: str, w: dict) -> tuple[dict, str]:
+    """The config (and file) whose job a rule's wildcards name. A variant's DAG holds jobs of the configs it
+    extends too (the parent's side of "What moved"): a work stage's is that of the config whose work folder
+    `root` is, or of the config that one shares the job with."""
+    if stage not in WORK_STAGES:
+        return owner(cfg, config_path, stage, w)
+    for c, path in lineage(cfg, config_path):
+        if work_dir(c) == w["root"] and job_root(c, stage, w) == w["root"]:
+            return c, path
+    raise BsrError(f"{stage} {w}: no job of {config_path} or of the configs it extends writes in {w['root']}")
 
 
 def rule_job(cfg: dict, config_path: str, stage: str):
@@ -360,6 +513,6 @@ def rule_job(cfg: dict, config_path: str, stage: str):
     def job_of(wildcards):
         key = tuple(wildcards.items())
         if key not in built:
-            built[key] = job(cfg, config_path, stage, dict(key))
+            built[key] = job(*rule_config(cfg, config_path, stage, dict(key)), stage, dict(key))
         return built[key]
     return job_of

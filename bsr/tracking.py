@@ -30,20 +30,26 @@ def artifact_root(uri: str) -> str | None:
     return None
 
 
-def provenance() -> dict:
-    """The git commit of the working tree and the sha256 of dvc.lock, when there are such things."""
+def provenance(tracking: dict) -> dict:
+    """MLflow tags that tell runs apart: the pipeline config a run came from (its sha256 when the run started),
+    the config that one extends, the git commit and whether the work tree had uncommitted changes."""
     import hashlib
     import subprocess
 
-    info = {}
+    config = tracking.get("config")
+    config_file = Path(config) if config else None
+    tags = {"bsr.config": config or "none",
+            "bsr.config_sha256": hashlib.sha256(config_file.read_bytes()).hexdigest()
+            if config_file and config_file.is_file() else "none",
+            "bsr.parent_config": tracking.get("parent_config") or "none"}
     try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                            check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        info["git_commit"] = "unknown"
-    lock = Path("dvc.lock")
-    info["dvc_lock_sha256"] = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "none"
-    return info
+        git = {"capture_output": True, "text": True, "check": True, "timeout": 30}
+        tags["bsr.git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git).stdout.strip()
+        tags["bsr.git_dirty"] = "true" if dirty else "false"
+    except (OSError, subprocess.SubprocessError):
+        tags["bsr.git_commit"] = tags["bsr.git_dirty"] = "unknown"  # not a git checkout, or no git
+    return tags
 
 
 # MLflow retries an unreachable server for minutes (7 tries, backoff factor 2, 120 s per request); these bound a
@@ -166,6 +172,23 @@ class Tracker:
     def mark_running(self) -> None:
         if self.enabled:
             self.client.update_run(self.run_id, status="RUNNING")
+
+    def supersede_reruns(self) -> int:
+        """Delete (MLflow's soft delete, which `mlflow gc` purges and the UI can restore) the earlier runs of this
+        run's name under its parent, tagging each with the run that replaces it: a rerun of an evaluation leaves
+        one run of its name, not a pile. Returns how many."""
+        if not self.enabled or not self.parent_run_id:
+            return 0
+        run = self.client.get_run(self.run_id)
+        name = run.info.run_name.replace("'", "\\'")
+        earlier = [r for r in self.client.search_runs(
+            [run.info.experiment_id],
+            f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.run_name = '{name}'")
+            if r.info.run_id != self.run_id]
+        for old in earlier:
+            self.client.set_tag(old.info.run_id, "bsr.superseded_by", self.run_id)
+            self.client.delete_run(old.info.run_id)
+        return len(earlier)
 
     def set_tags(self, tags: dict) -> None:
         if not self.enabled:

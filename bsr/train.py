@@ -333,9 +333,8 @@ def open_tracker(cfg: dict, run_id: str | None, world_size: int) -> Tracker:
     if tracker.reopened:
         tracker.mark_running()
     else:
-        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), **provenance(),
-                            "world_size": world_size})
-        tracker.set_tags(replicate_tags(cfg))
+        tracker.log_params({**flatten({k: v for k, v in cfg.items() if k != "tracking"}), "world_size": world_size})
+        tracker.set_tags({**replicate_tags(cfg), **provenance(tracking)})
     return tracker
 
 

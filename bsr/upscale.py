@@ -24,7 +24,7 @@ from bsr import BsrError, layout
 from bsr.degrade import to_uint8
 from bsr.config import DEFAULT_TRACKING_URI
 from bsr.files import URI_SCHEME, check_output, mark_folder, read_torch_file
-from bsr.images import IMAGE_SUFFIXES, as_rgb, list_images, read_image, write_image
+from bsr.images import PHOTO_SUFFIXES, as_rgb, list_images, read_image, write_image
 
 MODEL_KEYS = ("model", "model_config", "scale", "degradation", "name")
 # LR tile side when none is given: a 256×256 tile of the paper model holds about 0.9 GiB of activations.
@@ -316,16 +316,17 @@ def load_model(source: str, device):
 
 
 def input_images(source) -> list[Path]:
-    """The images of --in: one PNG/BMP file, or every PNG/BMP of a folder, with distinct stems."""
+    """The images of --in: one PNG, BMP or JPEG file, or every one of a folder, with distinct stems."""
     path = Path(source)
     if path.is_dir():
-        files = list_images(path)
+        files = list_images(path, PHOTO_SUFFIXES)
     elif path.is_file():
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise BsrError(f"{path}: --in expects a PNG or BMP image, or a folder of them")
+        if path.suffix.lower() not in PHOTO_SUFFIXES:
+            raise BsrError(f"{path}: --in expects a PNG, BMP or JPEG image, or a folder of them")
         files = [path]
     else:
-        raise BsrError(f"{path}: no such file or folder (--in expects a PNG or BMP image, or a folder of them)")
+        raise BsrError(f"{path}: no such file or folder (--in expects a PNG, BMP or JPEG image, or a folder of "
+                       "them)")
     stems = [p.stem for p in files]
     clash = next((p for p in files if stems.count(p.stem) > 1), None)
     if clash:
@@ -356,5 +357,5 @@ def upscale_files(model_source: str, source, out_dir, tile: int | None = None, o
     written = []
     for path in tqdm(files, unit="image", desc=f"x{scale}", disable=len(files) == 1):
         written.append(out_dir / f"{path.stem}.png")
-        write_image(written[-1], upscale(read_image(path)))
+        write_image(written[-1], upscale(read_image(path, photo=True)))
     return written

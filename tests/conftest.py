@@ -50,7 +50,7 @@ def tiny_experiment(tmp_path: Path, data: Path, n_images: int = 12, **train) -> 
     }, "tiny experiment")
 
 
-def tiny_pipeline_config(data: Path, data_dir: str = "data") -> dict:
+def tiny_pipeline_config(data: Path, data_dir: str = "data/tiny") -> dict:
     """A pipeline config with the paper's shape at toy size: T91 images to train, Set5 to test."""
     t91 = sorted(p.name for p in (data / "T91" / "HR").iterdir())[:8]
     train = {"batch": 4, "iterations": 12, "lr": 1e-3, "betas": [0.9, 0.999], "lr_step_epochs": 100,

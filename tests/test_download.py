@@ -440,5 +440,5 @@ def test_dry_run_says_up_front_that_a_manual_dataset_is_missing(shared_data, tmp
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert "WARNING: Set5: the source is manual, so nothing is downloaded: put the 5 HR images (PNG or BMP) " \
-           "directly in data/manual/Set5/ (it does not exist)." in out
-    assert "bsr download --name Set5 --source manual://data/manual/Set5 --images 5" in out
+           "directly in data/tiny/manual/Set5/ (it does not exist)." in out
+    assert "bsr download --name Set5 --source manual://data/tiny/manual/Set5 --images 5" in out

@@ -99,3 +99,14 @@ def test_dvc_runs_the_demo_as_snakemake_does_reruns_exactly_what_changed_and_rou
     dvc(project, "pull")
     assert outs_digest(project, pipeline) == before
     assert stages_run(dvc(project, "repro", pipeline)) == set()
+
+    # A variant that changes one experiment's lr: its own dvc.yaml holds its own stages alone, depends on the
+    # demo's outputs, and running it leaves the demo's byte for byte, with nothing left for the demo to rerun.
+    (project / "config" / "demo_lr.yaml").write_text("extends: config/demo.yaml\n"
+                                                     "experiments:\n  BD_x3: {train: {lr: 1.0e-3}}\n")
+    run(project, "bsr", "dvc-yaml", "--config", "config/demo_lr.yaml")
+    assert stages_run(dvc(project, "repro", "config/demo_lr/dvc.yaml")) == {
+        "experiment_config_BD_x3", "train_BD_x3", "evaluate_BD_x3_demo_test", "report"}
+    assert outs_digest(project, pipeline) == before
+    assert stages_run(dvc(project, "repro", pipeline)) == set()
+    assert "What moved" in (project / "reports" / "demo_lr" / "tables.md").read_text()

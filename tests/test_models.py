@@ -203,3 +203,19 @@ def test_mlflow_serves_the_registered_model_on_localhost(shared_data, registered
         server.wait(timeout=30)
     assert predictions.shape == (1, 3, 80, 112)
     assert np.abs(predictions - trained_output(run_dir, x)).max() <= 1e-6
+
+
+def test_a_rerun_evaluation_replaces_its_mlflow_run_instead_of_piling_up(shared_data, registered_run, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from bsr.evaluate import evaluate_run
+
+    run_dir, uri, trained = registered_run
+    hr = shared_data / "Set5" / "HR"
+    first, second = (evaluate_run(run_dir, hr, None, "Set5", tmp_path / "Set5.json", device="cpu") for _ in "ab")
+    client = MlflowClient(uri)
+    old = client.get_run(first["mlflow_run_id"])
+    assert old.info.lifecycle_stage == "deleted" and old.data.tags["bsr.superseded_by"] == second["mlflow_run_id"]
+    live = client.search_runs([old.info.experiment_id], f"tags.mlflow.parentRunId = '{trained['mlflow_run_id']}' "
+                                                        f"and attributes.run_name = '{old.info.run_name}'")
+    assert [r.info.run_id for r in live] == [second["mlflow_run_id"]]

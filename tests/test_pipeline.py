@@ -1,4 +1,5 @@
 """Real Snakemake runs: the paper DAG (dry run), a toy pipeline end to end, profiles and config errors."""
+import hashlib
 import json
 import re
 import shutil
@@ -39,10 +40,11 @@ def test_paper_dag_lists_every_job():
     arms = ["ablation_baseline", "ablation_wo_rfs", "ablation_wo_sc", "ablation_l2", "ablation_l2_l1"]
     main = ["BI_x2", "BI_x3", "BI_x4", "BD_x3", "EDSR_x2"]
     runs = [f"{arm}{seed}" for arm in arms for seed in ("", "-r1", "-r2")]  # three replicates per arm
-    assert jobs["train"] == {f"experiment={e}" for e in [*main, *runs]}
-    expected = {f"experiment={e}, dataset={d}" for e in main for d in tests}
-    assert jobs["evaluate"] == expected | {f"experiment={run}, dataset=Set5" for run in runs}
-    assert jobs["aggregate"] == {f"experiment={arm}" for arm in arms}
+    # the work stages' files lie in the config's work folder, the wildcard root (a variant's DAG has several)
+    assert jobs["train"] == {f"root=data, experiment={e}" for e in [*main, *runs]}
+    expected = {f"root=data, experiment={e}, dataset={d}" for e in main for d in tests}
+    assert jobs["evaluate"] == expected | {f"root=data, experiment={run}, dataset=Set5" for run in runs}
+    assert jobs["aggregate"] == {f"root=data, experiment={arm}" for arm in arms}
     if not stages.gpu_here():
         assert "WARNING: no GPU on this machine: 20 training(s) of this config ask for one" in result.stderr
 
@@ -114,7 +116,10 @@ def test_tiny_pipeline_end_to_end_with_a_space_in_its_data_dir(shared_data, tmp_
         assert run.data.metrics["ssim"] == pytest.approx(summary["ssim"], abs=1e-12)
         parent = client.get_run(run.data.tags["mlflow.parentRunId"])
         assert parent.data.metrics[f"test_psnr_{summary['dataset']}"] == pytest.approx(summary["psnr"], abs=1e-12)
-        assert {"git_commit", "dvc_lock_sha256", "model.n_fmg", "train.lr"} <= set(parent.data.params)
+        assert {"model.n_fmg", "train.lr"} <= set(parent.data.params)
+        assert parent.data.tags["bsr.config"] == "tiny.yaml" and parent.data.tags["bsr.parent_config"] == "none"
+        assert parent.data.tags["bsr.config_sha256"] == hashlib.sha256((project / "tiny.yaml").read_bytes()).hexdigest()
+        assert parent.data.tags["bsr.git_commit"] == parent.data.tags["bsr.git_dirty"] == "unknown"  # no git here
         assert f"{summary['psnr']:.2f} / {summary['ssim']:.4f}" in tables or summary["experiment"].startswith("abl")
 
     assert "Nothing to be done" in snakemake(project, "-n", "all", "--configfile", "tiny.yaml").stdout
@@ -173,7 +178,7 @@ def test_reruns_after_a_config_change_and_a_kill_finish_with_every_output_and_th
 
     snakemake(project, *run())
     snakemake(project, *run(log_every=3))  # reruns training from its finished checkpoint
-    run_dir = project / "data" / "runs" / "BI_x2"
+    run_dir = project / "data" / "tiny" / "runs" / "BI_x2"
     job = subprocess.Popen([sys.executable, "-m", "snakemake", *run(iterations=3000, val_every=1000)], cwd=project,
                            env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
@@ -201,7 +206,7 @@ def test_reruns_after_a_config_change_and_a_kill_finish_with_every_output_and_th
     steps = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert steps[:4] == [4, 8, 12, 15] and steps[-1] == 3000
     assert all(0 < b - a <= 3 for a, b in zip(steps[3:], steps[4:]))
-    for path in ("data/runs/BI_x2/model.pt", "data/runs/BI_x2/train.json", "data/eval/BI_x2/Set5.json",
+    for path in ("data/tiny/runs/BI_x2/model.pt", "data/tiny/runs/BI_x2/train.json", "data/tiny/eval/BI_x2/Set5.json",
                  "reports/bsr-tiny/tables.md", "reports/bsr-tiny/tables.tex"):
         assert (project / path).is_file(), path
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

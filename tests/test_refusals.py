@@ -348,7 +348,7 @@ def test_report_errors_say_to_regenerate_dvc_yaml_and_where_paths_start(shared_d
     (tmp_path / "config" / "tiny" / "dvc.yaml").write_text(dvc_yaml(load_pipeline("config/tiny.yaml"), "config/tiny.yaml"))
     cfg["experiments"]["BI_x4"] = {"scale": 4, "degradation": "BI"}
     (tmp_path / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(BsrError, match=r"config/tiny/dvc.yaml does not list data/eval/BI_x4/Set5.json: the config "
+    with pytest.raises(BsrError, match=r"config/tiny/dvc.yaml does not list data/tiny/eval/BI_x4/Set5.json: the config "
                                        r"gained a dataset or experiment since it was generated; regenerate it with "
                                        r"`bsr dvc-yaml --config config/tiny.yaml`"):
         check_inputs(load_pipeline("config/tiny.yaml"), "config/tiny.yaml")

@@ -64,7 +64,7 @@ def test_a_tiny_pipeline_with_three_replicates(shared_data, tmp_path):
         cfg["experiments"][name]["replicates"] = 3
     (project / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(project, "all", "--cores", "2", "--configfile", "tiny.yaml")
-    data = project / "data"
+    data = project / "data" / "tiny"
     assert sorted(p.name for p in (data / "runs").iterdir()) == sorted(
         f"{name}{suffix}" for name in cfg["experiments"] for suffix in
         (["", "-r1", "-r2"] if name != "BD_x3" else [""]))

@@ -147,6 +147,16 @@ def test_gray_rgba_and_palette_follow_the_image_rules_and_16_bit_is_refused(shar
     assert out["gray"].mode == "L" and np.array_equal(np.array(out["gray"]), upscale(gray))
     assert out["opaque"].mode == "RGB" and np.array_equal(np.array(out["opaque"]), np.array(out["rgb"]))
     assert np.array_equal(np.array(out["palette"]), upscale(read_image(folder / "palette.png")))
+    # a photo: JPEG, upscaled as a viewer shows it (EXIF orientation 6: rotated 90° clockwise), never scored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    upscale_files(str(run), tmp_path / "photo.jpg", tmp_path / "photos", tile=0)
+    shown = read_image(tmp_path / "photo.jpg", photo=True)
+    assert shown.shape == (70, 60, 3)
+    assert np.array_equal(np.array(Image.open(tmp_path / "photos" / "photo.png")), upscale(shown))
+    with pytest.raises(BsrError, match="photo.jpg: JPEG is lossy, so it is read only as an input to upscale"):
+        read_image(tmp_path / "photo.jpg")
     deep = tmp_path / "deep.png"
     Image.fromarray(gray.astype(np.uint16) * 257).save(deep)
     with pytest.raises(BsrError, match=f"^{deep}: I;16 image is not 8-bit"):
@@ -176,8 +186,8 @@ def test_cli_upscales_a_folder_tiled_with_progress_and_reruns_into_its_output(sh
     (["--model", "{tmp}/nowhere"], "{tmp}/nowhere: no such run folder or model file, nor an MLflow model URI"),
     (["--model", "{tmp}/empty"], "{tmp}/empty: a folder without model.pt"),
     (["--model", "{tmp}/garbage.pt"], "{tmp}/garbage.pt: not a readable model"),
-    (["--in", "{tmp}/missing"], "{tmp}/missing: no such file or folder (--in expects a PNG or BMP image"),
-    (["--in", "{tmp}/photo.jpg"], "{tmp}/photo.jpg: --in expects a PNG or BMP image"),
+    (["--in", "{tmp}/missing"], "{tmp}/missing: no such file or folder (--in expects a PNG, BMP or JPEG image"),
+    (["--in", "{tmp}/photo.gif"], "{tmp}/photo.gif: --in expects a PNG, BMP or JPEG image"),
     (["--tile", "20", "--overlap", "10"], "--tile 20 must be more than twice --overlap 10"),
     (["--tile", "-1"], "--tile -1 --overlap 32: both must be >= 0"),
     (["--out", "{tmp}"], "{tmp}: exists and was not written by bsr"),
@@ -186,7 +196,7 @@ def test_cli_upscales_a_folder_tiled_with_progress_and_reruns_into_its_output(sh
 def test_errors_are_one_line_naming_the_file_or_flag(shared_data, run, tmp_path, capsys, argv, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "garbage.pt").write_bytes(b"garbage" * 10)
-    (tmp_path / "photo.jpg").write_bytes(b"not really")
+    (tmp_path / "photo.gif").write_bytes(b"GIF89a")
     hr = shared_data / "Set5" / "HR"
     given = dict(zip(argv[::2], argv[1::2]))
     options = {"--model": str(run), "--in": str(hr), "--out": str(tmp_path / "out"), **given}

@@ -14,7 +14,10 @@ rule experiment_config:
     params:
         cmd=lambda w: EXPERIMENT_CONFIG(w).command,
         # The resolved experiment is a param, so that changing any of it reruns this job, and so training.
-        resolved=lambda w: resolve_experiment(config, w.experiment),
+        # (A variant's shared job is its parent's: the parent's resolution, MLflow names included.)
+        resolved=lambda w: resolve_experiment(
+            stages.rule_config(config, CONFIG_PATH, "experiment_config", dict(w.items()))[0], w.experiment
+        ),
     conda:
         ENV
     shell:
