@@ -172,5 +172,5 @@ def test_a_variant_of_the_demo_retrains_one_experiment_and_leads_with_what_moved
     assert len(rows) == 2 and first_table.index(rows[0]) < first_table.index("Reused from bsr-demo")
     assert "experiments.BD_x3.train.lr: 0.001 (defaults) → 0.0005" in tables
     assert (project / "reports" / "demo_lr" / "changes.txt").read_text().splitlines()[1:] == [
-        "experiments.BD_x3.train.lr: 0.001 (defaults) → 0.0005", "name: bsr-demo → demo_lr"]
+        "name: bsr-demo → demo_lr", "experiments.BD_x3.train.lr: 0.001 (defaults) → 0.0005"]
     print("\n".join(["", "What moved (demo_lr against bsr-demo):", *first_table.splitlines()[:8]]))
