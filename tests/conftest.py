@@ -136,12 +136,3 @@ def demo_run(tmp_path_factory) -> tuple[Path, float | None]:
     start = time.perf_counter()
     snakemake(project, "all", "--cores", "2", "--configfile", "config/demo.yaml")
     return project, time.perf_counter() - start
-
-
-# The longest files, which the two workers (pytest-xdist, by file) should start first: the DVC demo run takes
-# about as long as all the rest on one worker, so starting it last would add its whole length to the suite.
-LONGEST_FIRST = ("test_dvc.py",)
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the rest keep their order
