@@ -1,6 +1,6 @@
 """`bsr score`: another method's SR folder scored as evaluation scores ours, on the real benchmark images, and every
 way a released folder can be scored wrong refused in one line. Each of the 9 cells prints its largest difference
-from `bsr eval-bicubic` (`pytest tests/test_score.py -k equals`; BSD100's are marked slow)."""
+from `bsr eval-bicubic` (`pytest -n 0 -s tests/test_score.py -k equals`; BSD100's are marked slow)."""
 import json
 import shutil
 from pathlib import Path
