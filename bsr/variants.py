@@ -63,7 +63,7 @@ def merged_config(chain: list[tuple[str, dict]]) -> dict:
 
 
 def load_variant(path) -> dict:
-    """A variant config, checked like any config, with what it shares with its parent (`shared_jobs`) in
+    """A variant config, checked like any config, with what it shares with its parent (`add_shared_jobs`) in
     cfg["_variant"] (a key no config file may have)."""
     from bsr.config import load_pipeline
 
@@ -81,7 +81,7 @@ def load_variant(path) -> dict:
                        if shared else cfg["data_dir"]}
     if shared:
         check_shared_datasets(cfg, parent, str(path), parent_path)
-        cfg["_variant"]["shared"] = shared_jobs(cfg, parent)
+        add_shared_jobs(cfg, parent)
     return cfg
 
 
@@ -109,12 +109,13 @@ def without_tracking(resolved: dict) -> dict:
     return {key: value for key, value in resolved.items() if key != "tracking"}
 
 
-def shared_jobs(cfg: dict, parent: dict) -> set[tuple]:
-    """The (stage, wildcards) jobs of `cfg` that its parent's records do: the same work on the same files."""
+def add_shared_jobs(cfg: dict, parent: dict) -> None:
+    """Into cfg["_variant"]["shared"], the (stage, wildcards) jobs of `cfg` that its parent's records do: the
+    same work on the same files. The replicate summaries come last, as their inputs are found through the rest."""
     from bsr import stages
 
     ours, theirs = stages.job_matrix(cfg), stages.job_matrix(parent)
-    shared = set()
+    shared = cfg["_variant"]["shared"]
     for stage in ("download", "degrade", "pic", "bicubic", "published", "score"):  # outputs: the wildcards
         shared |= {stages.job_key(stage, w) for w in ours[stage] if w in theirs[stage]}
     same_runs = {w["experiment"] for w in ours["train"] if w in theirs["train"]
@@ -123,10 +124,8 @@ def shared_jobs(cfg: dict, parent: dict) -> set[tuple]:
     for stage in ("experiment_config", "train", "evaluate", "evaluate_self_ensemble"):
         shared |= {stages.job_key(stage, w) for w in ours[stage] if w in theirs[stage]
                    and w["experiment"] in same_runs}
-    cfg["_variant"]["shared"] = shared  # the summaries' inputs below are found through it
     shared |= {stages.job_key("aggregate", w) for w in ours["aggregate"] if w in theirs["aggregate"]
                and stages.aggregate_inputs(cfg, w["experiment"]) == stages.aggregate_inputs(parent, w["experiment"])}
-    return shared
 
 
 # ---- plan-time checks: no config overwrites another's outputs ----------------------------------------------
