@@ -254,9 +254,10 @@ def build_literature(cfg: dict, kind: str) -> Table:
                 for metric in METRICS:
                     block.setdefault(OURS_BICUBIC, {})[(dataset, metric)] = (bicubic[metric], "")
                     block.setdefault(label, {})[(dataset, metric)] = (bsr.value(metric), "")
-        for method, dataset, _, _ in [e for e in published_entries(cfg) if e[2:] == (kind, scale)]:
-            rescored[(method, dataset)] = read_record(layout.rescored_json(d, method, dataset, kind, scale))
-            spaces.add(rescored[(method, dataset)]["space"])
+        # keyed by the whole cell: an entry at one scale is nothing to the method's cells at the others
+        for entry in [e for e in published_entries(cfg) if e[2:] == (kind, scale)]:
+            rescored[entry] = read_record(layout.rescored_json(d, *entry))
+            spaces.add(rescored[entry]["space"])
         styles = {}
         for column in [(dataset, metric) for dataset in datasets for metric in METRICS]:
             ranked = [(label, values[column][0]) for label, values in block.items()
@@ -266,7 +267,7 @@ def build_literature(cfg: dict, kind: str) -> Table:
         for i, (label, values) in enumerate(block.items()):
             row = [cell(Text(label, "bold" if label in ours else "")), cell(f"×{scale}")]
             for dataset in datasets:
-                row.append([literature_text(values[(dataset, m)], rescored.get((label, dataset)), m,
+                row.append([literature_text(values[(dataset, m)], rescored.get((label, dataset, kind, scale)), m,
                                             styles.get((label, (dataset, m)), "")) for m in METRICS]
                            if (dataset, "psnr") in values else cell("–"))
             table.rows.append(Row(row, rule=i == 0))

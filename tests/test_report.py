@@ -162,7 +162,7 @@ def test_reproduction_table_shows_ours_paper_and_bicubic_with_intervals_and_wins
     assert expected in md
     ours_ssim, theirs_ssim = model_and_bicubic(evaluated, "BI_x2", "ssim")
     ssim_delta = interval_text(bsr["ssim"] - bicubic["ssim"], paired_bootstrap_ci(ours_ssim, theirs_ssim), 4, True)
-    assert f"|  |  | SSIM | 0.9616 | " in md and f"| {ssim_delta} | {sum(ours_ssim > theirs_ssim)}/5 |" in md
+    assert "|  |  | SSIM | 0.9616 | " in md and f"| {ssim_delta} | {sum(ours_ssim > theirs_ssim)}/5 |" in md
     assert "Set5 BD ×3 | BD_x3 (300) | PSNR (dB) | 34.76 |" in md
     assert "10,000 resamples, seed 0" in md
     # the rule for short runs names BD_x3 (300 iterations) and not BI_x2 (300,000)
@@ -349,3 +349,20 @@ def test_the_report_reads_only_the_inputs_the_stage_table_lists(demo_run, tmp_pa
             assert (tmp_path / path).read_text() == (project / path).read_text(), path
         else:
             assert (tmp_path / path).stat().st_size > 1000, path
+
+
+def test_a_rescored_cell_shows_only_beside_its_own_scale(evaluated, tmp_path):
+    """One published RCAN entry, at Set5 BI ×2 (fewer scales than the paper's ×2, ×3 and ×4): its score is
+    beside RCAN's ×2 cell alone."""
+    cfg = dict(evaluated, data_dir=str(tmp_path / "data"), published={"RCAN": [
+        {"dataset": "Set5", "degradation": "BI", "scale": 2, "source": "file:///released/RCAN"}]})
+    shutil.copytree(evaluated["data_dir"], cfg["data_dir"], symlinks=True)
+    write_scores(layout.rescored_json(cfg["data_dir"], "RCAN", "Set5", "BI", 2),
+                 pd.DataFrame({"image": ["baby"], "psnr": [33.68], "ssim": [0.9]}), scale=2, kind="BI", space="y",
+                 method="RCAN", dataset="Set5")
+    write_tables(cfg, "tiny.yaml", tmp_path / "reports")
+    table2 = (tmp_path / "reports" / "tables.md").read_text().split("## Table 2.")[1].split("## Table 3")[0]
+    rcan = {line.split(" | ")[1]: line for line in table2.splitlines() if line.startswith("| RCAN |")}
+    assert "38.27 (33.68)‡" in rcan["×2"]
+    assert "(33.68)" not in rcan["×3"] + rcan["×4"] and "‡" not in rcan["×3"] + rcan["×4"]
+    assert "re-scored: RCAN Set5 ×2 from file:///released/RCAN" in table2
