@@ -109,12 +109,15 @@ def build_moved(cfg: dict, boot: Bootstrap) -> Table | None:
     table = Table(f"What moved: this variant against {parent['name']} ({parent_path})",
                   ["Experiment", "Test set", "Metric", f"{parent['name']} [95% CI]", "This [95% CI]",
                    "This − parent [95% CI]", "Verdict", "Wins"], "lllrrrlr")
-    rows, seeds = [], {}
+    rows, seeds, once = [], {}, []
     for name, dataset, plus in moved_cells(cfg):
         ours, theirs = read_replicated(cfg, name, dataset, plus), read_replicated(parent, name, dataset, plus)
         kind, scale = experiment_degradation(cfg, name)
         label = f"{name}{'+' if plus else ''}"
-        seeds[label] = min(ours.seeds, theirs.seeds)
+        # each side's N, as its column shows it: a variant may add seeds to runs its parent trained once
+        seeds |= {f"{label} ({parent['name']})": theirs.seeds, f"{label} (this)": ours.seeds}
+        if ours.seeds == theirs.seeds == 1:
+            once.append(label)
         for metric in METRIC_LABELS:
             a, b = paired(ours, theirs, metric)
             interval, digits = boot.paired(a, b), DIGITS[metric]
@@ -135,11 +138,10 @@ def build_moved(cfg: dict, boot: Bootstrap) -> Table | None:
             "lower when the interval excludes 0 (those cells come first), within noise when it holds 0; Wins "
             "counts the images where this config scores higher.",
             boot.note(seeds)]
-        if any(n == 1 for n in seeds.values()):
-            once = listing(label for label, n in seeds.items() if n == 1)
-            table.notes.append(f"{once}: one training on each side, so a change can be that of the training seed, "
-                               "which these intervals do not cover; give the experiment `replicates: N` in both "
-                               "configs to tell the two apart.")
+        if once:
+            table.notes.append(f"{listing(once)}: one training on each side, so a change can be that of the "
+                               "training seed, which these intervals do not cover; give the experiment "
+                               "`replicates: N` in both configs to tell the two apart.")
         table.notes.append(training_line(cfg, [c[0] for c in moved_cells(cfg)]))
     if same:
         table.notes.append(f"Reused from {parent['name']}, the same runs and scores (so unchanged): {listing(same)}.")

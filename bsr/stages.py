@@ -253,24 +253,29 @@ def lineage_files(cfg: dict) -> list[str]:
 
 def moved_cells(cfg: dict) -> list[tuple[str, str, bool]]:
     """(experiment, test set, self-ensemble) that a variant and its parent both score, from runs of their own:
-    the cells of "What moved". Those it shares are the same files, so they cannot have moved."""
+    the cells of "What moved". A cell is its replicates' mean, so it moved unless every replicate's evaluation
+    is the same file on both sides (a variant that adds a seed moves it, though replicate 0 is shared)."""
     if "_variant" not in cfg:
         return []
     parent, cells = cfg["_variant"]["parent"], []
     for plus, evaluations in ((False, evaluate_jobs), (True, self_ensemble_jobs)):
         theirs = set(evaluations(parent))
         cells += [(name, dataset, plus) for name, dataset in evaluations(cfg) if (name, dataset) in theirs
-                  and eval_path(cfg, name, dataset, plus) != eval_path(parent, name, dataset, plus)]
+                  and [eval_path(cfg, run, dataset, plus) for run in run_names(cfg, name)]
+                  != [eval_path(parent, run, dataset, plus) for run in run_names(parent, name)]]
     return cells
 
 
 def parent_evaluations(cfg: dict) -> list[str]:
-    """The parent's side of "What moved": its evaluations (every replicate's) and their per-image scores."""
+    """The parent's side of "What moved": its evaluations (every replicate's) and their per-image scores, but
+    for those of replicates the variant shares, which its own evaluations list already."""
     if "_variant" not in cfg:
         return []
     parent = cfg["_variant"]["parent"]
-    paths = [eval_path(parent, run, dataset, plus) for name, dataset, plus in moved_cells(cfg)
-             for run in run_names(parent, name)]
+    own = {eval_path(cfg, run, dataset, plus) for name, dataset, plus in moved_cells(cfg)
+           for run in run_names(cfg, name)}
+    paths = [path for name, dataset, plus in moved_cells(cfg) for run in run_names(parent, name)
+             if (path := eval_path(parent, run, dataset, plus)) not in own]
     return paths + [layout.scores_csv(p) for p in paths]
 
 

@@ -366,3 +366,33 @@ def test_a_rescored_cell_shows_only_beside_its_own_scale(evaluated, tmp_path):
     assert "38.27 (33.68)‡" in rcan["×2"]
     assert "(33.68)" not in rcan["×3"] + rcan["×4"] and "‡" not in rcan["×3"] + rcan["×4"]
     assert "re-scored: RCAN Set5 ×2 from file:///released/RCAN" in table2
+
+
+def test_what_moved_compares_the_replicate_means_a_variant_of_replicates_shows(evaluated, tmp_path, monkeypatch):
+    """A variant that gives BI_x2 a second seed: replicate 0 is its parent's run, yet the row's value (the mean
+    over the seeds) and N moved."""
+    import yaml
+
+    from bsr.config import load_pipeline
+    from bsr.stages import eval_path, run_path
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(evaluated["data_dir"], "data", symlinks=True)
+    Path("config").mkdir()
+    Path("config/tiny.yaml").write_text(yaml.safe_dump(dict(evaluated, data_dir="data")))
+    Path("config/tiny_seeds.yaml").write_text("extends: config/tiny.yaml\nexperiments:\n  BI_x2: {replicates: 2}\n")
+    cfg = load_pipeline("config/tiny_seeds.yaml")
+    second = eval_path(cfg, "BI_x2-r1", "Set5")
+    assert second.startswith("data/variants/tiny_seeds/") and eval_path(cfg, "BI_x2", "Set5") == "data/eval/BI_x2/Set5.json"
+    exp = cfg["experiments"]["BI_x2"]
+    write_scores(second, score_experiment(cfg, "BI_x2", "Set5", 1.2), scale=exp["scale"], kind=exp["degradation"],
+                 space="y", method="BSR", experiment="BI_x2-r1", dataset="Set5", mlflow_run_id="run-BI_x2-r1")
+    Path(run_path(cfg, "BI_x2-r1", layout.RUN_SUMMARY)).parent.mkdir(parents=True)
+    Path(run_path(cfg, "BI_x2-r1", layout.RUN_SUMMARY)).write_text(json.dumps({"iterations": 300_000}))
+    write_tables(cfg, "config/tiny_seeds.yaml", "out")
+    moved = Path("out/tables.md").read_text().split("## Table 2.")[0].split("What moved")[1]
+    row = next(line for line in moved.splitlines() if line.startswith("| BI_x2 | Set5 BI ×2 | PSNR (dB) |"))
+    means = [json.loads(Path(path).read_text())["psnr"] for path in ("data/eval/BI_x2/Set5.json", second)]
+    assert f"| {np.mean(means) - means[0]:+.2f} [".replace("-", "−") in row and "(2 seeds)" in row
+    assert "nothing can have moved" not in moved and "one training on each side" not in moved
+    assert "Rows trained once (BI_x2 (bsr-tiny))" in moved and "(BI_x2 (this) 2 seeds)" in moved
