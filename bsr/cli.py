@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bsr import BsrError, __version__
+from bsr import RESIZE_CONVENTION, BsrError, __version__
 
 
 def cmd_download(args):
@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--hr", required=True, help="directory of HR PNG/BMP images")
         p.add_argument("--scale", required=True, type=int, choices=range(2, 9), metavar="S", help="integer scale")
         p.add_argument("--kind", required=True, choices=["BI", "BD"], help="BI: bicubic down; BD: blur, subsample")
+        p.add_argument("--convention", default=RESIZE_CONVENTION, choices=[RESIZE_CONVENTION],
+                       help="the resize convention (MATLAB's imresize on uint8, rounded after each pass); the "
+                            "pipeline names it so that jobs made under another rerun")
 
     p = verb("download", cmd_download, "fetch a dataset (https://, file://, package://), or check one placed by "
              "hand (manual://), into a folder of HR images", inputs=("source",), outputs=("out",),

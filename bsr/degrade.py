@@ -1,9 +1,13 @@
 """The literature's degradations: modcrop, MATLAB-exact bicubic imresize, BI and BD.
 
 Conventions (see the paper notes): MATLAB `imresize(..., 'bicubic')` uses the cubic kernel with a = -0.5,
-widens it by 1/s when shrinking (antialiasing), mirrors at the borders, gives ceil(in * s) pixels, works in
-double and rounds half away from zero to uint8. BD blurs with a 7x7 Gaussian (sigma 1.6, replicate
-borders), rounds to uint8, then keeps every s-th pixel starting at s // 2.
+widens it by 1/s when shrinking (antialiasing), mirrors at the borders, gives ceil(in * s) pixels, and resizes
+one dimension at a time; on uint8 input it rounds half away from zero to uint8 after each pass. BD blurs with a
+7x7 Gaussian (sigma 1.6, replicate borders), rounds to uint8, then keeps every s-th pixel starting at s // 2.
+
+Which path each caller takes: BI (`degrade`) and the bicubic baseline (`upscale_bicubic`) mirror MATLAB steps on
+uint8 images (`imread` -> `imresize` in every SR preparation and evaluation script), so they pass uint8 and get
+MATLAB's bytes. Float input (no caller in the pipeline; kept for tests and analysis) is MATLAB's double path.
 """
 from __future__ import annotations
 
@@ -73,11 +77,13 @@ def resize_weights(in_len: int, out_len: int, scale: float, antialias: bool = Tr
 
 def imresize(img: np.ndarray, scale: float | None = None, output_shape: tuple[int, int] | None = None,
              antialias: bool = True) -> np.ndarray:
-    """MATLAB `imresize(img, scale, 'bicubic')` on a (H, W) or (H, W, C) array.
+    """MATLAB `imresize(img, scale, 'bicubic')` on a (H, W) or (H, W, C) array, equal to MATLAB's output.
 
-    uint8 input gives uint8 output (rounded half away from zero); float input gives float64 output.
-    Both passes run in float64 as matrix products; the dimension with the smaller scale goes first, as in MATLAB.
-    Accepts (H, W) and (H, W, C) arrays.
+    MATLAB resizes one dimension at a time, the one with the smaller scale first (rows first on ties), and
+    returns the input's class after each pass. So uint8 input (what `imread` gives every SR preparation and
+    evaluation script) is rounded half away from zero and clipped to [0, 255] after each pass, and the second
+    pass reads those bytes: this gives MATLAB's bytes. Float input runs both passes in float64 with no
+    rounding and gives float64, MATLAB's double path. Each pass is a banded matrix product.
     """
     if (scale is None) == (output_shape is None):
         raise ValueError("give exactly one of scale or output_shape")
@@ -89,11 +95,12 @@ def imresize(img: np.ndarray, scale: float | None = None, output_shape: tuple[in
         out_shape = tuple(int(n) for n in output_shape)
         scales = (out_shape[0] / h, out_shape[1] / w)
     # Channels first, so that both passes are matrix products over contiguous rows: W_h @ x @ W_w^T.
-    out = (np.moveaxis(img, -1, 0) if img.ndim == 3 else img).astype(np.float64)
+    out = np.moveaxis(img, -1, 0) if img.ndim == 3 else img
     for dim in sorted((0, 1), key=lambda d: scales[d]):
-        out = resize_axis(out, dim, resize_blocks(img.shape[dim], out_shape[dim], scales[dim], antialias))
-    if img.dtype == np.uint8:
-        out = to_uint8(out)  # on the contiguous channels-first array: far faster than on a transposed view
+        out = resize_axis(out.astype(np.float64), dim,
+                          resize_blocks(img.shape[dim], out_shape[dim], scales[dim], antialias))
+        if img.dtype == np.uint8:
+            out = to_uint8(out)  # on the contiguous channels-first array: far faster than on a transposed view
     return np.ascontiguousarray(np.moveaxis(out, 0, -1) if img.ndim == 3 else out)
 
 
@@ -157,7 +164,8 @@ def check_size(img: np.ndarray, scale: int, name: str) -> None:
 
 
 def degrade(hr: np.ndarray, scale: int, kind: str, name: str = "image") -> np.ndarray:
-    """The LR input for a HR image: modcrop, then BI (bicubic down) or BD (blur, then subsample)."""
+    """The LR input for a uint8 HR image: modcrop, then BI (MATLAB's uint8 bicubic down, byte for byte) or BD
+    (blur, then subsample)."""
     if kind not in KINDS:
         raise BsrError(f"unknown degradation kind {kind!r}: expected one of {', '.join(KINDS)}")
     check_size(hr, scale, name)
@@ -168,7 +176,7 @@ def degrade(hr: np.ndarray, scale: int, kind: str, name: str = "image") -> np.nd
 
 
 def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
-    """The bicubic baseline's SR image: MATLAB bicubic back up by `scale`."""
+    """The bicubic baseline's SR image: MATLAB's `imresize(LR, scale, 'bicubic')` on the uint8 LR."""
     return imresize(lr, scale)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from bsr import BsrError, layout
+from bsr import RESIZE_CONVENTION, BsrError, layout
 from bsr.config import (experiment_entry, experiment_test_sets, published_entries, published_entry,
                         resolve_experiment, run_names, split_run)
 
@@ -345,7 +345,7 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
     elif stage == "degrade":
         inputs = {"hr": layout.hr_dir(d, w["dataset"])}
         args = ["bsr", "degrade", "--hr", inputs["hr"], "--out", outputs["lr"], "--scale", w["scale"],
-                "--kind", w["kind"]]
+                "--kind", w["kind"], "--convention", RESIZE_CONVENTION]
     elif stage == "pic":
         inputs = {"lr": layout.lr_dir(d, w["dataset"], w["kind"], w["scale"])}
         args = ["bsr", "pic", "--lr", inputs["lr"], "--out", outputs["tables"], "--reduce", w["reduce"],
@@ -390,7 +390,7 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
     elif stage == "bicubic":
         inputs = {"hr": layout.hr_dir(d, w["dataset"])}
         args = ["bsr", "eval-bicubic", "--hr", inputs["hr"], "--scale", w["scale"], "--kind", w["kind"],
-                "--out", outputs["summary"], "--sample", outputs["sample"]]
+                "--convention", RESIZE_CONVENTION, "--out", outputs["summary"], "--sample", outputs["sample"]]
     elif stage == "published":  # a download: the released images, counted like the test set's
         entry = published_entry(cfg, w["method"], w["dataset"], w["kind"], w["scale"])
         spec = {**entry, "images": cfg["datasets"][w["dataset"]]["images"]}

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from bsr.degrade import blur_down, degrade, gaussian_kernel_1d, imresize, modcrop, resize_weights, to_uint8
+from bsr.images import read_image
 
 RNG = np.random.default_rng(0)
 
@@ -51,10 +52,81 @@ def test_borders_mirror_the_edge_pixel(scale, pad):
     assert np.allclose(out_padded[offset: offset + len(out)], out, rtol=0, atol=1e-12)
 
 
+def dense_pass(x: np.ndarray, dim: int, out_len: int, scale: float) -> np.ndarray:
+    """One 1-D MATLAB resize pass of a 2-D float array as a dense matrix product (no banding)."""
+    w = resize_weights(x.shape[dim], out_len, scale)
+    return w @ x if dim == 0 else x @ w.T
+
+
 def test_uint8_rounding_is_half_away_from_zero():
     assert to_uint8(np.array([0.5, 1.5, 2.5, 2.4999, 254.5, 255.7, -0.5, -3.0])).tolist() == [1, 2, 3, 2, 255, 255, 0, 0]
-    img = RNG.integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    assert (imresize(img, 1 / 2) == to_uint8(imresize(img.astype(np.float64), 1 / 2))).all()
+
+
+@pytest.mark.parametrize("scale", [1 / 2, 1 / 3, 1 / 4, 2, 3, 4])
+def test_uint8_input_is_rounded_after_each_pass_rows_first(scale):
+    # MATLAB returns the input's class after each 1-D pass: the second pass reads the first one's uint8 bytes.
+    img = RNG.integers(0, 256, (24, 36), dtype=np.uint8)
+    h, w = (int(np.ceil(n * scale)) for n in img.shape)
+    rows = to_uint8(dense_pass(img.astype(np.float64), 0, h, scale))
+    expected = to_uint8(dense_pass(rows.astype(np.float64), 1, w, scale))
+    assert (imresize(img, scale) == expected).all()
+    once = to_uint8(imresize(img.astype(np.float64), scale))  # the double path, rounded once
+    assert (once != expected).any()
+
+
+def test_uint8_first_pass_clips_a_sharp_edge_before_the_second():
+    # A black/white edge that steps down a row halfway across: the cubic's negative lobes overshoot [0, 255] in
+    # the first (row) pass. MATLAB clips there, so the second pass mixes 0 and 255, not -12 and 267.
+    img = np.zeros((16, 16), np.uint8)
+    img[5:, :8] = 255
+    img[6:, 8:] = 255
+    first = dense_pass(img.astype(np.float64), 0, 8, 1 / 2)
+    assert first.min() < -0.5 and first.max() > 255.5
+    expected = to_uint8(dense_pass(to_uint8(first).astype(np.float64), 1, 8, 1 / 2))
+    out = imresize(img, 1 / 2)
+    assert (out == expected).all()
+    assert (out != to_uint8(dense_pass(first, 1, 8, 1 / 2))).any()  # clipping moved some bytes
+
+
+def test_uint8_dimension_with_the_smaller_scale_goes_first():
+    img = RNG.integers(0, 256, (30, 20), dtype=np.uint8)
+    shape = (15, 40)  # rows x0.5, columns x2: rows first, whichever is listed first
+    cols = to_uint8(dense_pass(img.astype(np.float64), 0, 15, 0.5))
+    expected = to_uint8(dense_pass(cols.astype(np.float64), 1, 40, 2.0))
+    assert (imresize(img, output_shape=shape) == expected).all()
+    shape = (60, 10)  # rows x2, columns x0.5: columns first
+    cols = to_uint8(dense_pass(img.astype(np.float64), 1, 10, 0.5))
+    expected = to_uint8(dense_pass(cols.astype(np.float64), 0, 60, 2.0))
+    assert (imresize(img, output_shape=shape) == expected).all()
+    rows_first = to_uint8(dense_pass(to_uint8(dense_pass(img.astype(np.float64), 0, 60, 2.0)).astype(np.float64),
+                                     1, 10, 0.5))
+    assert (rows_first != expected).any()  # the order matters on uint8
+
+
+@pytest.mark.parametrize("scale", [1 / 2, 1 / 3, 1 / 4, 2, 3, 4, 0.7])
+def test_float_input_is_the_double_path_without_rounding(scale):
+    img = RNG.random((21, 17, 3)) * 255
+    h, w = (int(np.ceil(n * scale)) for n in img.shape[:2])
+    expected = np.stack([dense_pass(dense_pass(img[..., c], 0, h, scale), 1, w, scale) for c in range(3)], axis=-1)
+    out = imresize(img, scale)
+    assert out.dtype == np.float64
+    assert np.allclose(out, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bi_degrade_equals_matlab_lr_images_byte_for_byte(shared_data, tmp_path, scale):
+    # EDSR's benchmark LR_bicubic: MATLAB's imresize(HR, 1/s, 'bicubic') on the uint8, modcropped HR.
+    from bsr.cli import main
+
+    out = tmp_path / f"x{scale}"
+    assert main(["degrade", "--hr", str(shared_data / "Set5" / "HR"), "--out", str(out), "--scale", str(scale),
+                 "--kind", "BI"]) == 0
+    matlab = sorted((shared_data / "Set5" / "LR_bicubic" / f"X{scale}").glob("*.png"))
+    assert len(matlab) == 5
+    for path in matlab:
+        ours = read_image(out / f"{path.stem[:-len(f'x{scale}')]}.png")
+        assert ours.dtype == np.uint8 and ours.shape == read_image(path).shape
+        assert (ours == read_image(path)).all(), path.name
 
 
 def test_modcrop_cuts_bottom_right():
