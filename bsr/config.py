@@ -111,12 +111,23 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
+# JSON Schema counts 2.0 as an integer; bsr does not: `scale: 2.0` named paths BIx2.0, and `batch: 4.0` failed in
+# training with a traceback.
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
 def validate(cfg: dict, schema: dict, source: str) -> dict:
     """Validate `cfg` in place, filling schema defaults; raise one readable error naming the key."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = StrictValidator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         err = errors[0]
+        expected = err.validator_value if err.validator == "type" else []
+        if "integer" in ([expected] if isinstance(expected, str) else expected) \
+                and isinstance(err.instance, float) and err.instance.is_integer():
+            raise BsrError(f"{source}: {key_path(err)}: {err.instance} is not an integer (write {int(err.instance)})")
         if err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             where = key_path(err)
@@ -324,6 +335,16 @@ def published_methods() -> frozenset[str]:
     return frozenset(row["method"] for row in csv.DictReader(text.splitlines(), delimiter="\t"))
 
 
+def published_label_key(label: str) -> str:
+    """A row label as the report's reader tells it apart: case and runs of spaces are no difference."""
+    return " ".join(label.split()).casefold()
+
+
+def published_spelling(label: str) -> str | None:
+    """The paper's method row that `label` reads as (case and spaces aside), in the paper's spelling; else None."""
+    return next((m for m in published_methods() if published_label_key(m) == published_label_key(label)), None)
+
+
 def published_entries(cfg: dict) -> list[tuple[str, str, str, int]]:
     """(method, test set, degradation, scale) of every released output set the config re-scores."""
     return [(method, e["dataset"], e["degradation"], e["scale"])
@@ -350,8 +371,9 @@ def check_published(cfg: dict, source: str) -> None:
         for i, entry in enumerate(entries):
             key, where = f"published.{method}.{i}", (method, entry["dataset"], entry["degradation"], entry["scale"])
             if method not in published_methods():
-                raise BsrError(f"{source}: published.{method}: not a method of the paper's tables (have: "
-                               f"{', '.join(sorted(published_methods()))})")
+                paper = published_spelling(method)
+                raise BsrError(f"{source}: published.{method}: not a method of the paper's tables; " + (
+                    f"the paper writes it {paper!r}" if paper else f"have: {', '.join(sorted(published_methods()))}"))
             if entry["dataset"] not in cfg["datasets"]:
                 raise BsrError(f"{source}: {key}.dataset: {entry['dataset']!r} is not a key of datasets")
             if where not in cells:
@@ -370,18 +392,23 @@ def check_published(cfg: dict, source: str) -> None:
 def check_labels(cfg: dict, source: str) -> None:
     """Row labels that the report keys its tables by must not collide: a `method` named like a published method
     (or like our own rows, "... (ours)") would overwrite the paper's cells with ours, and two arms of one
-    `ablation` label, or two baselines of one `method` at one degradation and scale, would hide one of them."""
+    `ablation` label, or two baselines of one `method` at one degradation and scale, would hide one of them.
+    Labels are compared as a reader tells them apart (published_label_key): "rcan " is the paper's RCAN row."""
     taken: dict[tuple, str] = {}
     for name, exp in cfg["experiments"].items():
-        if "method" in exp and (exp["method"] in published_methods() or exp["method"].endswith("(ours)")):
+        if "method" in exp and (published_spelling(exp["method"])
+                                or published_label_key(exp["method"]).endswith("(ours)")):
             raise BsrError(f"{source}: experiments.{name}.method: {exp['method']!r} is a row of the paper's tables "
                            "or one of ours; name the baseline otherwise (e.g. EDSR-baseline)")
         for key, label in [(k, exp[k]) for k in ("method", "ablation") if k in exp]:
-            where = (key, label) if key == "ablation" else (key, label, exp.get("degradation"), exp.get("scale"))
+            read = published_label_key(label)
+            where = (key, read) if key == "ablation" else (key, read, exp.get("degradation"), exp.get("scale"))
             if where in taken:
-                raise BsrError(f"{source}: experiments.{taken[where]}.{key} and experiments.{name}.{key} are both "
-                               f"{label!r}: each row of the report needs its own label")
-            taken[where] = name
+                other, first = taken[where]
+                both = f"both {label!r}" if first == label else f"{first!r} and {label!r}, which read as one"
+                raise BsrError(f"{source}: experiments.{other}.{key} and experiments.{name}.{key} are {both}: "
+                               "each row of the report needs its own label")
+            taken[where] = name, label
 
 
 def snakemake_config_path(configfiles, overrides, cwd=".") -> str:
