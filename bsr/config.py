@@ -358,7 +358,13 @@ def published_entry(cfg: dict, method: str, dataset: str, kind: str, scale) -> d
 
 def check_published(cfg: dict, source: str) -> None:
     """Each released output set is a paper method's, for a cell the paper's table holds, scored against one of the
-    config's datasets, once, with a --match pattern that `bsr score` takes."""
+    config's datasets, once, with a --match pattern that `bsr score` takes. No dataset is named like the
+    released outputs' download (bsr.stages: published-<method>-<set>-<BIx2>): the two would share their
+    datasets.lock entry and manual folder."""
+    for name in cfg["datasets"]:
+        if name.startswith("published-"):
+            raise BsrError(f"{source}: datasets.{name}: a name starting 'published-' is that of released outputs "
+                           "(their datasets.lock entry and manual folder); rename the dataset")
     if not cfg.get("published"):
         return
     from bsr.score import check_pattern

@@ -181,3 +181,16 @@ def test_two_ablation_labels_that_differ_only_in_case_or_spaces_are_one_row(shar
     with pytest.raises(BsrError, match=r"^config: experiments.ablation_baseline.ablation and experiments."
                                        r"ablation_wo_rfs.ablation are 'Baseline' and 'BaseLine ', which read as one"):
         check_pipeline(cfg)
+
+
+def test_a_dataset_named_like_a_published_entrys_lock_key_is_refused(shared_data):
+    """`published-RCAN-Set5-BIx2` is the datasets.lock key (and manual folder) of RCAN's released Set5 ×2 outputs."""
+    from bsr.config import check_pipeline
+    from tests.conftest import tiny_pipeline_config
+
+    cfg = tiny_pipeline_config(shared_data)
+    cfg["datasets"]["published-RCAN-Set5-BIx2"] = cfg["datasets"]["Set5"]
+    with pytest.raises(BsrError, match=r"^config: datasets.published-RCAN-Set5-BIx2: a name starting 'published-' "):
+        check_pipeline(cfg)
+    cfg["datasets"]["published_RCAN"] = cfg["datasets"].pop("published-RCAN-Set5-BIx2")
+    check_pipeline(cfg)
