@@ -1,6 +1,7 @@
 """Real DVC in a temporary git repo: the committed demo pipeline runs as Snakemake runs it, reruns only what
 changed, and round-trips through a local remote."""
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -110,3 +111,34 @@ def test_dvc_runs_the_demo_as_snakemake_does_reruns_exactly_what_changed_and_rou
     assert outs_digest(project, pipeline) == before
     assert stages_run(dvc(project, "repro", pipeline)) == set()
     assert "What moved" in (project / "reports" / "demo_lr" / "tables.md").read_text()
+
+
+def test_a_dollar_before_a_brace_in_a_config_string_reaches_the_commands_through_real_dvc(
+        shared_data, tmp_path, monkeypatch):
+    """DVC reads `${...}` in dvc.yaml as its variables: a `$` before a brace in a source, subdir, file name or
+    match pattern made the whole file unparseable. `dvc stage list` reads it, and each command is bsr's own."""
+    from bsr.dvc_stages import dvc_yaml, dvc_yaml_path
+    from bsr.stages import jobs
+    from tests.conftest import tiny_pipeline_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_pipeline_config(shared_data)
+    cfg["datasets"]["Set5"].update(source=f"{cfg['datasets']['Set5']['source']}/${{HOME}}", subdir="a${b}")
+    cfg["datasets"]["T91"]["files"][0] = "${c}.png"
+    cfg["published"] = {"RCAN": [{"dataset": "Set5", "degradation": "BI", "scale": 2, "source": "file:///x/${d}",
+                                  "subdir": "\\${e}", "match": "{stem}_x${scale}"}]}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "dollar.yaml").write_text(yaml.safe_dump(cfg))
+    from bsr.config import load_pipeline
+
+    cfg = load_pipeline("config/dollar.yaml")
+    out = tmp_path / dvc_yaml_path("config/dollar.yaml")
+    out.parent.mkdir(parents=True)
+    out.write_text(dvc_yaml(cfg, "config/dollar.yaml"))
+    dvc(tmp_path, "init", "-q", "--no-scm")
+    assert "download_Set5" in dvc(tmp_path, "stage", "list", str(out.relative_to(tmp_path)))
+    read = run(tmp_path, sys.executable, "-c", "import json; from dvc.repo import Repo; "
+               "print(json.dumps({s.name: s.cmd for s in Repo('.').index.stages}))")
+    commands = {job.name: job.command for job in jobs(cfg, "config/dollar.yaml")}
+    assert json.loads(read.splitlines()[-1]) == commands
+    assert "'file:///x/${d}' --images 5 --subdir '\\${e}'" in commands["published_RCAN_Set5_BIx2"]
