@@ -10,7 +10,7 @@ import pandas as pd
 
 from bsr import BsrError, layout
 from bsr.degrade import check_size, degrade, modcrop, upscale_bicubic
-from bsr.files import atomic_path, check_output, write_text
+from bsr.files import atomic_path, check_output, check_writer, folder_writer, mark_folder, write_text
 from bsr.images import list_images, read_image, write_image
 from bsr.metrics import check_metric_size, psnr_ssim
 from bsr.tracking import Tracker
@@ -46,28 +46,39 @@ def score_set(hr_dir, scale: int, kind: str, super_resolve: Callable[[np.ndarray
     return pd.DataFrame(rows)
 
 
-def write_scores(out_json, scores: pd.DataFrame, **meta) -> dict:
-    """Write the per-image CSV beside `out_json` and the summary (set means plus `meta`) as JSON, atomically."""
+def write_scores(out_json, scores: pd.DataFrame, verb: str, own_folder: bool = False, **meta) -> dict:
+    """Write the per-image CSV beside `out_json` and the summary (set means, the `verb` that scored them, and
+    `meta`) as JSON, atomically; mark their folder as `verb`'s when it is `own_folder` (`check_score_outputs`)."""
     out_json = Path(out_json)
-    summary = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean()), "n": len(scores), **meta}
+    summary = {"psnr": float(scores["psnr"].mean()), "ssim": float(scores["ssim"].mean()), "n": len(scores),
+               "verb": verb, **meta}
     try:
         text = json.dumps(summary, indent=2, allow_nan=False) + "\n"  # bare NaN or Infinity is not JSON
     except ValueError:
         raise BsrError(f"{out_json}: not written, a set mean is not finite (PSNR {summary['psnr']}, "
                        f"SSIM {summary['ssim']}): an SR image equals its HR exactly, or a score failed") from None
+    if own_folder:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        mark_folder(out_json.parent, verb)
     with atomic_path(out_json.with_suffix(".csv")) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.6f")
     write_text(out_json, text)
     return summary
 
 
-def check_score_outputs(out_json) -> None:
-    """Before any scoring: the summary and the per-image CSV beside it must be writable where asked."""
+def check_score_outputs(out_json, verb: str) -> bool:
+    """Before any scoring: the summary and the per-image CSV beside it must be writable where asked, in no folder
+    that another verb than `verb` wrote. Whether that folder is the evaluation's own to mark: new, empty or
+    `verb`'s already, as the pipeline's are (one verb's outputs each). A folder of other files stays unmarked:
+    `--out results.json` in a project folder must not make the project `verb`'s."""
     out_json = Path(out_json)
     if out_json.suffix != ".json":
         raise BsrError(f"{out_json}: the summary output must be a .json file")
     check_output(out_json)
     check_output(out_json.with_suffix(".csv"))
+    folder = out_json.absolute().parent
+    check_writer(folder, verb)
+    return not folder.is_dir() or not any(folder.iterdir()) or folder_writer(folder) == verb
 
 
 def keeping_first(upscale):
@@ -85,12 +96,13 @@ def keeping_first(upscale):
 
 def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y", sample_png=None) -> dict:
     """Score the bicubic upscale of a test set; `sample_png` receives that of its first image."""
-    check_score_outputs(out_json)
+    own_folder = check_score_outputs(out_json, "eval-bicubic")
     upscale, samples = keeping_first(lambda lr: upscale_bicubic(lr, scale))
     scores = score_set(hr_dir, scale, kind, upscale, space)
     if sample_png:
         write_image(sample_png, samples[0])
-    return write_scores(out_json, scores, scale=scale, kind=kind, space=space, method="Bicubic")
+    return write_scores(out_json, scores, "eval-bicubic", own_folder, scale=scale, kind=kind, space=space,
+                        method="Bicubic")
 
 
 def load_trained_model(run_dir, device):
@@ -120,7 +132,7 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
     receptive radius, so its scores are those of the whole image (0: never tiled). `self_ensemble` scores the
     ×8 "+" variant. `device`: auto (CUDA if there is a GPU), cpu or cuda.
     """
-    check_score_outputs(out_json)
+    own_folder = check_score_outputs(out_json, "evaluate")
     device = inference_device(device)
     model, saved, run = load_trained_model(run_dir, device)
     overlap, tile = receptive_radius(saved["model_config"]), EVAL_TILE if tile is None else tile
@@ -144,9 +156,9 @@ def evaluate_run(run_dir, hr_dir, lr_dir, dataset: str, out_json, sample_png=Non
                                  f"test_ssim_{dataset}{suffix}": means["ssim"]}, step=0, run_id=tracker.parent_run_id)
         if sample_png:
             write_image(sample_png, samples[0])
-        summary = write_scores(out_json, scores, scale=saved["scale"], kind=saved["degradation"], space=space,
-                               method="BSR", experiment=saved["name"], dataset=dataset, mlflow_run_id=tracker.run_id,
-                               **variant)
+        summary = write_scores(out_json, scores, "evaluate", own_folder, scale=saved["scale"],
+                               kind=saved["degradation"], space=space, method="BSR", experiment=saved["name"],
+                               dataset=dataset, mlflow_run_id=tracker.run_id, **variant)
         tracker.log_artifact(Path(out_json).with_suffix(".csv"))
         tracker.log_artifact(out_json)
     except BaseException:

@@ -31,7 +31,8 @@ from bsr.config import experiment_entry, experiment_test_sets, published_entries
 from bsr.dvc_stages import dvc_yaml_path
 from bsr.files import atomic_path, check_against_inputs, check_output, check_writer, mark_folder, write_text
 from bsr.images import list_images, read_image
-from bsr.scores import METRICS, Replicated, paired, read_record, read_replicated, read_scores, read_training
+from bsr.scores import (METRICS, Replicated, paired, read_bicubic, read_evaluation, read_replicated, read_rescored,
+                        read_training)
 from bsr.stages import (comparison_jobs, eval_path, experiment_degradation, figure_paths, pic_jobs, report_inputs,
                         run_path)
 from bsr.tables import (DIGITS, METRIC_LABELS, Bootstrap, Row, Table, Text, cell, listing, number, optional,
@@ -154,7 +155,7 @@ def build_reproduction(cfg: dict, boot: Bootstrap) -> Table:
         kind, scale = experiment_degradation(cfg, name)
         iterations[name] = trained_iterations(cfg, name)
         ours = read_replicated(cfg, name, dataset, row.self_ensemble)
-        bicubic = Replicated([read_scores(layout.bicubic_json(d, dataset, kind, scale))])
+        bicubic = Replicated([read_bicubic(d, dataset, kind, scale)])
         # A baseline trained here (method), or a self-ensemble, has no paper value: the paper publishes BSR alone.
         paper_bsr = paper_values(kind, PAPER_BSR).get((scale, dataset), {}) \
             if name in plain and not row.self_ensemble else {}
@@ -248,7 +249,7 @@ def build_literature(cfg: dict, kind: str) -> Table:
                     elsewhere.append(dataset)
                     continue
                 bsr = read_replicated(cfg, row.name, dataset, row.self_ensemble)  # the mean over its seeds
-                bicubic = read_record(layout.bicubic_json(d, dataset, kind, scale))
+                bicubic = read_bicubic(d, dataset, kind, scale).summary
                 spaces |= {bsr.runs[0].summary["space"], bicubic["space"]}
                 ours |= {OURS_BICUBIC, label}
                 for metric in METRICS:
@@ -256,7 +257,7 @@ def build_literature(cfg: dict, kind: str) -> Table:
                     block.setdefault(label, {})[(dataset, metric)] = (bsr.value(metric), "")
         # keyed by the whole cell: an entry at one scale is nothing to the method's cells at the others
         for entry in [e for e in published_entries(cfg) if e[2:] == (kind, scale)]:
-            rescored[entry] = read_record(layout.rescored_json(d, *entry))
+            rescored[entry] = read_rescored(d, *entry)
             spaces.add(rescored[entry]["space"])
         styles = {}
         for column in [(dataset, metric) for dataset in datasets for metric in METRICS]:
@@ -398,7 +399,7 @@ def build_ablation(cfg: dict, boot: Bootstrap) -> Table:
 
 def baseline_over_bicubic(cfg: dict, boot: Bootstrap, base: Replicated, dataset: str, where) -> str:
     """`Set5 +3.29 dB [3.1, 3.5], 5/5 images`: whether the arms' network learned anything over bicubic."""
-    bicubic = Replicated([read_scores(layout.bicubic_json(cfg["data_dir"], dataset, *where))])
+    bicubic = Replicated([read_bicubic(cfg["data_dir"], dataset, *where)])
     a, b = paired(base, bicubic, "psnr")
     wins, n = stats.win_rate(a.mean(axis=0), b[0])
     return (f"{dataset} {with_interval(base.value('psnr') - bicubic.value('psnr'), boot.paired(a, b, b_trained=False), 2, signed=True)}"
@@ -463,9 +464,9 @@ def comparison(cfg: dict, name: str, dataset: str, out_png: str) -> None:
     kind, scale = experiment_degradation(cfg, name)
     hr_path = list_images(layout.hr_dir(d, dataset))[0]
     panels = [("HR", read_image(hr_path), None)]
-    for title, summary in [("Bicubic", layout.bicubic_json(d, dataset, kind, scale)),
-                           (f"BSR ({name})", eval_path(cfg, name, dataset))]:
-        panels.append((title, read_image(layout.sample_png(summary)), read_scores(summary).images.loc[hr_path.stem, "psnr"]))
+    for title, scores in [("Bicubic", read_bicubic(d, dataset, kind, scale)),
+                          (f"BSR ({name})", read_evaluation(cfg, name, dataset))]:
+        panels.append((title, read_image(layout.sample_png(scores.path)), scores.images.loc[hr_path.stem, "psnr"]))
     h, w = panels[1][1].shape[:2]  # the samples are of the HR image cropped to a multiple of the scale
     size = max(16, min(h, w) // 3)
     y, x = (h - size) // 2, (w - size) // 2

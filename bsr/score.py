@@ -174,8 +174,8 @@ def score(sr_dir, hr_dir, scale: int, out_json, pattern: str = DEFAULT_PATTERN, 
     `hr_dir`; `kind` (the degradation the outputs were made from) and `method` are recorded, not checked."""
     if kind not in KINDS:
         raise BsrError(f"unknown degradation kind {kind!r}: expected one of {', '.join(KINDS)}")
-    check_score_outputs(out_json)
+    own_folder = check_score_outputs(out_json, "score")
     scores = score_outputs(sr_dir, hr_dir, scale, pattern, space)
-    return write_scores(out_json, scores, scale=scale, kind=kind, space=space, method=method,
+    return write_scores(out_json, scores, "score", own_folder, scale=scale, kind=kind, space=space, method=method,
                         dataset=dataset or Path(hr_dir).resolve().name, shave=scale, crop=CROP, match=pattern,
                         sr=str(sr_dir), hr=str(hr_dir))

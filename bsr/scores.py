@@ -1,6 +1,8 @@
 """What the evaluations wrote, read back for the report and `bsr aggregate`: summary JSONs checked to be what
-bsr writes (a truncated file, a NaN or a missing key is one error naming the file), the per-image CSVs beside
-them, and an experiment's replicates as one replicates × images matrix per metric."""
+bsr writes (a truncated file, a NaN or a missing key is one error naming the file) and to be the record their
+row reads (the verb, method, experiment or run, set, degradation and scale it expects: another verb's --out
+over it would put another row's numbers there), the per-image CSVs beside them, and an experiment's replicates
+as one replicates × images matrix per metric."""
 from __future__ import annotations
 
 import json
@@ -48,10 +50,20 @@ def count_problem(record: dict, key: str) -> str | None:
     return None
 
 
-def read_record(path, problem=summary_problem) -> dict:
-    """A JSON mapping that a stage wrote (a summary, by default, or a train.json), checked by `problem`;
-    anything else is one error naming the file, never a traceback, and never a NaN rendered or an Infinity
-    ranked best."""
+def expected_problem(record: dict, expected: dict) -> str | None:
+    """Where `record` is not the one that `expected` describes (key: value). A record without a verb was written
+    before records named theirs; its other keys still tell. A self-ensemble is recorded only where it is one."""
+    for key, value in expected.items():
+        found = record.get(key, False if key == "self_ensemble" else None)
+        if found != value and (key != "verb" or key in record):
+            return f"{key} is {found!r}, expected {value!r}"
+    return None
+
+
+def read_record(path, problem=summary_problem, expected: dict | None = None) -> dict:
+    """A JSON mapping that a stage wrote (a summary, by default, or a train.json), checked by `problem` and to
+    be the record `expected` describes; anything else is one error naming the file, never a traceback, and
+    never a NaN rendered, an Infinity ranked best, or another row's numbers shown as this one's."""
     path = Path(path)
     if not path.is_file():
         raise BsrError(f"{path}: missing; run the pipeline stage that writes it first")
@@ -63,11 +75,16 @@ def read_record(path, problem=summary_problem) -> dict:
         found = problem(record) if isinstance(record, dict) else f"a JSON {type(record).__name__}, not a mapping"
     if found:
         raise BsrError(f"{path}: not what bsr writes there ({found}); rerun the stage that writes it")
+    mismatch = expected_problem(record, expected or {})
+    if mismatch:
+        wanted = ", ".join(f"{key} {value!r}" for key, value in expected.items())
+        raise BsrError(f"{path}: not the record its row reads ({mismatch}; the row reads {wanted}): another "
+                       "verb's --out may have replaced it; rerun the stage that writes it")
     return record
 
 
-def read_scores(summary_json) -> Scores:
-    summary = read_record(summary_json)
+def read_scores(summary_json, expected: dict | None = None) -> Scores:
+    summary = read_record(summary_json, expected=expected)
     path = Path(layout.scores_csv(summary_json))
     if not path.is_file():
         raise BsrError(f"{path}: missing (the per-image scores beside {summary_json}); rerun the evaluation")
@@ -100,9 +117,29 @@ class Replicated:
         return np.stack([run.images.loc[images, metric].to_numpy() for run in self.runs])
 
 
+def evaluation_record(run: str, dataset: str, self_ensemble: bool = False) -> dict:
+    """What `bsr evaluate` records of a run's evaluation on a test set (bsr.evaluate.evaluate_run)."""
+    return {"verb": "evaluate", "method": "BSR", "experiment": run, "dataset": dataset, "self_ensemble": self_ensemble}
+
+
+def read_evaluation(cfg: dict, run: str, dataset: str, self_ensemble: bool = False) -> Scores:
+    return read_scores(eval_path(cfg, run, dataset, self_ensemble), evaluation_record(run, dataset, self_ensemble))
+
+
 def read_replicated(cfg: dict, name: str, dataset: str, self_ensemble: bool = False) -> Replicated:
-    return Replicated([read_scores(eval_path(cfg, run, dataset, self_ensemble))
-                       for run in run_names(cfg, name)])
+    return Replicated([read_evaluation(cfg, run, dataset, self_ensemble) for run in run_names(cfg, name)])
+
+
+def read_bicubic(data_dir, dataset: str, kind: str, scale: int) -> Scores:
+    """The bicubic baseline of a test set at a degradation and scale (`bsr eval-bicubic`)."""
+    return read_scores(layout.bicubic_json(data_dir, dataset, kind, scale),
+                       {"verb": "eval-bicubic", "method": "Bicubic", "kind": kind, "scale": scale})
+
+
+def read_rescored(data_dir, method: str, dataset: str, kind: str, scale: int) -> dict:
+    """Our score of a method's released outputs (`bsr score`): its summary."""
+    return read_record(layout.rescored_json(data_dir, method, dataset, kind, scale), expected={
+        "verb": "score", "method": method, "dataset": dataset, "kind": kind, "scale": scale})
 
 
 def paired(a: Replicated, b: Replicated, metric: str) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ def sharpened_bicubic(scale: int, amount: float):
 
 def write_evaluation(cfg: dict, name: str, dataset: str, scores: pd.DataFrame) -> None:
     exp = cfg["experiments"][name]
-    write_scores(layout.eval_json(cfg["data_dir"], name, dataset), scores, scale=exp["scale"],
+    write_scores(layout.eval_json(cfg["data_dir"], name, dataset), scores, verb="evaluate", scale=exp["scale"],
                  kind=exp["degradation"], space="y", method="BSR", experiment=name, dataset=dataset,
                  mlflow_run_id=f"run-{name}")
 
@@ -217,7 +217,7 @@ def test_image_names_that_are_numbers_stay_names(tmp_path):
 
     summary = str(tmp_path / "BSD100.json")
     write_scores(summary, pd.DataFrame({"image": ["101085", "3096"], "psnr": [30.0, 31.0], "ssim": [0.9, 0.8]}),
-                 scale=2, kind="BI", space="y", method="Bicubic")
+                 verb="eval-bicubic", scale=2, kind="BI", space="y", method="Bicubic")
     assert read_scores(summary).images.loc["3096", "psnr"] == 31.0  # BSD100's names, as the HR file stems
 
 
@@ -358,8 +358,8 @@ def test_a_rescored_cell_shows_only_beside_its_own_scale(evaluated, tmp_path):
         {"dataset": "Set5", "degradation": "BI", "scale": 2, "source": "file:///released/RCAN"}]})
     shutil.copytree(evaluated["data_dir"], cfg["data_dir"], symlinks=True)
     write_scores(layout.rescored_json(cfg["data_dir"], "RCAN", "Set5", "BI", 2),
-                 pd.DataFrame({"image": ["baby"], "psnr": [33.68], "ssim": [0.9]}), scale=2, kind="BI", space="y",
-                 method="RCAN", dataset="Set5")
+                 pd.DataFrame({"image": ["baby"], "psnr": [33.68], "ssim": [0.9]}), verb="score", scale=2, kind="BI",
+                 space="y", method="RCAN", dataset="Set5")
     write_tables(cfg, "tiny.yaml", tmp_path / "reports")
     table2 = (tmp_path / "reports" / "tables.md").read_text().split("## Table 2.")[1].split("## Table 3")[0]
     rcan = {line.split(" | ")[1]: line for line in table2.splitlines() if line.startswith("| RCAN |")}
@@ -385,8 +385,8 @@ def test_what_moved_compares_the_replicate_means_a_variant_of_replicates_shows(e
     second = eval_path(cfg, "BI_x2-r1", "Set5")
     assert second.startswith("data/variants/tiny_seeds/") and eval_path(cfg, "BI_x2", "Set5") == "data/eval/BI_x2/Set5.json"
     exp = cfg["experiments"]["BI_x2"]
-    write_scores(second, score_experiment(cfg, "BI_x2", "Set5", 1.2), scale=exp["scale"], kind=exp["degradation"],
-                 space="y", method="BSR", experiment="BI_x2-r1", dataset="Set5", mlflow_run_id="run-BI_x2-r1")
+    write_scores(second, score_experiment(cfg, "BI_x2", "Set5", 1.2), verb="evaluate", scale=exp["scale"],
+                 kind=exp["degradation"], space="y", method="BSR", experiment="BI_x2-r1", dataset="Set5", mlflow_run_id="run-BI_x2-r1")
     Path(run_path(cfg, "BI_x2-r1", layout.RUN_SUMMARY)).parent.mkdir(parents=True)
     Path(run_path(cfg, "BI_x2-r1", layout.RUN_SUMMARY)).write_text(json.dumps({"iterations": 300_000}))
     write_tables(cfg, "config/tiny_seeds.yaml", "out")
@@ -396,3 +396,51 @@ def test_what_moved_compares_the_replicate_means_a_variant_of_replicates_shows(e
     assert f"| {np.mean(means) - means[0]:+.2f} [".replace("-", "−") in row and "(2 seeds)" in row
     assert "nothing can have moved" not in moved and "one training on each side" not in moved
     assert "Rows trained once (BI_x2 (bsr-tiny))" in moved and "(BI_x2 (this) 2 seeds)" in moved
+
+
+def bicubic_scores(cfg: dict, kind: str = "BI", scale: int = 2) -> pd.DataFrame:
+    return pd.read_csv(layout.scores_csv(layout.bicubic_json(cfg["data_dir"], "Set5", kind, scale)), dtype={"image": str})
+
+
+@pytest.mark.parametrize("where,record,problem", [
+    # `bsr eval-bicubic --out` onto BSR's evaluation: Table 1 would show bicubic's numbers as BSR's
+    ("eval", {"verb": "eval-bicubic", "method": "Bicubic", "scale": 2, "kind": "BI"},
+     "verb is 'eval-bicubic', expected 'evaluate'"),
+    # `bsr score --out` onto an arm's evaluation: a peer's score in the arm's seed mean
+    ("arm", {"verb": "score", "method": "RCAN", "dataset": "Set5", "scale": 2, "kind": "BI"},
+     "verb is 'score', expected 'evaluate'"),
+    # written before records named their verb: its method and experiment still tell
+    ("eval", {"method": "Bicubic", "scale": 2, "kind": "BI"}, "method is 'Bicubic', expected 'BSR'"),
+    ("arm", {"verb": "evaluate", "method": "BSR", "experiment": "ablation_baseline", "dataset": "Set5",
+             "scale": 2, "kind": "BI", "mlflow_run_id": "run-ablation_baseline"},
+     "experiment is 'ablation_baseline', expected 'ablation_wo_rfs'"),
+    ("bicubic", {"verb": "evaluate", "method": "BSR", "experiment": "BI_x2", "dataset": "Set5", "scale": 2,
+                 "kind": "BI", "mlflow_run_id": "run-BI_x2"}, "verb is 'evaluate', expected 'eval-bicubic'"),
+    ("bicubic", {"verb": "eval-bicubic", "method": "Bicubic", "scale": 3, "kind": "BD"},
+     "kind is 'BD', expected 'BI'"),
+    ("rescored", {"verb": "score", "method": "SRCNN", "dataset": "Set5", "scale": 2, "kind": "BI"},
+     "method is 'SRCNN', expected 'RCAN'"),
+])
+def test_the_report_refuses_a_record_that_is_not_the_one_its_row_reads(evaluated, tmp_path, where, record, problem):
+    """A summary replaced by another verb's, method's or run's (a mistyped --out before evaluation folders were
+    marked) is one error naming the file and what its row expected, never another row's numbers."""
+    cfg = dict(evaluated, data_dir=str(tmp_path / "data"), published={"RCAN": [
+        {"dataset": "Set5", "degradation": "BI", "scale": 2, "source": "file:///released/RCAN"}]})
+    shutil.copytree(evaluated["data_dir"], cfg["data_dir"], symlinks=True)
+    d = cfg["data_dir"]
+    rescored = layout.rescored_json(d, "RCAN", "Set5", "BI", 2)
+    write_scores(rescored, bicubic_scores(cfg), verb="score", method="RCAN", dataset="Set5", scale=2, kind="BI",
+                 space="y")
+    path = {"eval": layout.eval_json(d, "BI_x2", "Set5"), "arm": layout.eval_json(d, "ablation_wo_rfs", "Set5"),
+            "bicubic": layout.bicubic_json(d, "Set5", "BI", 2), "rescored": rescored}[where]
+    verb = record.pop("verb", None)
+    write_scores(path, bicubic_scores(cfg), verb=verb, space="y", **record)
+    if verb is None:
+        legacy = json.loads(Path(path).read_text())
+        del legacy["verb"]
+        Path(path).write_text(json.dumps(legacy))
+    with pytest.raises(BsrError) as err:
+        write_tables(cfg, "tiny.yaml", tmp_path / "reports")
+    message = str(err.value)
+    assert message.startswith(f"{path}: not the record its row reads ({problem}") and "\n" not in message
+    assert not (tmp_path / "reports").exists()

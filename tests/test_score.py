@@ -54,8 +54,9 @@ def test_score_equals_eval_bicubic(dataset, scale, shared_data, tmp_path, capsys
                  "--dataset", dataset, "--method", "Bicubic", "--out", str(tmp_path / "score.json")]) == 0
     bicubic, scored = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("bicubic", "score"))
     assert scored["n"] == bicubic["n"] == len(list_images(hr))
-    assert {key: scored[key] for key in bicubic if key not in ("psnr", "ssim")} == \
-        {key: bicubic[key] for key in bicubic if key not in ("psnr", "ssim")}
+    assert (scored["verb"], bicubic["verb"]) == ("score", "eval-bicubic")
+    assert {key: scored[key] for key in bicubic if key not in ("psnr", "ssim", "verb")} == \
+        {key: bicubic[key] for key in bicubic if key not in ("psnr", "ssim", "verb")}
     csv = {name: pd.read_csv(tmp_path / f"{name}.csv", dtype={"image": str}) for name in ("bicubic", "score")}
     assert list(csv["score"]["image"]) == list(csv["bicubic"]["image"])
     # The CSVs hold 6 decimals; image by image at full precision, from the functions the verbs call.
@@ -76,7 +77,7 @@ def test_summary_records_the_protocol(shared_data, tmp_path):
                  "{stem}x{scale}_SR", "--space", "rgb", "--out", str(tmp_path / "score.json")]) == 0
     summary = json.loads((tmp_path / "score.json").read_text())
     assert {key: summary[key] for key in summary if key not in ("psnr", "ssim")} == {
-        "n": 5, "scale": 3, "kind": "BI", "space": "rgb", "method": None, "dataset": "HR", "shave": 3,
+        "n": 5, "verb": "score", "scale": 3, "kind": "BI", "space": "rgb", "method": None, "dataset": "HR", "shave": 3,
         "crop": "HR cropped to a multiple of the scale", "match": "{stem}x{scale}_SR", "sr": str(sr),
         "hr": str(shared_data / "Set5" / "HR")}
 
