@@ -14,7 +14,8 @@
 #   bash bench/gpu_check.sh prepare
 # It fills the git-ignored .device/ (checked to stay under 60 MiB): .device/data/{Set5,T91}/HR, the first 110
 # images of BSD200 in .device/data/BSD200/HR, and .device/wheels with the cp312 wheels of jsonschema 4.26.0,
-# jsonschema-specifications 2025.9.1, referencing 0.37.0 and rpds-py 0.30.0 (attrs is in the image).
+# jsonschema-specifications 2025.9.1, referencing 0.37.0 and rpds-py 0.30.0 (attrs is in the image), and safetensors 0.8.0 (abi3), which
+# the run folder's model is written and read with.
 # Then call the device tool: run(command="bash bench/gpu_check.sh", carry=[".device"], timeout_s=540).
 # Each stage's output is also saved under $OUT.
 set -euo pipefail
@@ -27,7 +28,7 @@ if [ "${1:-}" = prepare ]; then
   ls "$shared/BSD200/HR" | sort | head -110 | while read -r f; do cp "$shared/BSD200/HR/$f" .device/data/BSD200/HR/; done
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .device/wheels \
-    jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==0.30.0
+    jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==0.30.0 safetensors==0.8.0
   size=$(du -sm .device | cut -f1)
   echo "prepared .device: ${size} MiB ($(find .device/data -name '*.png' | wc -l) images, $(ls .device/wheels | wc -l) wheels)"
   [ "$size" -le 60 ] || { echo "gpu_check: .device is ${size} MiB, over the 60 MiB budget" >&2; exit 1; }

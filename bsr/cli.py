@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("upscale", cmd_upscale, "super-resolve an image, or every image of a folder, into PNGs of the same stems",
              inputs=("model", "input"), outputs=("out",), folders=("out",))
     p.add_argument("--model", required=True,
-                   help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (runs:/ID/model, "
+                   help="run folder written by `bsr train` (a model folder: model.safetensors + model.json), or an MLflow model URI (runs:/ID/model, "
                    "models:/NAME@ALIAS, ...: looked up in $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     p.add_argument("--in", dest="input", required=True,
                    help="a PNG, BMP or JPEG image (a photo: its EXIF orientation is applied), or a folder of them")
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("export", cmd_export, "write a trained model as one ONNX file (input and output sizes left free)",
              inputs=("model",), outputs=("onnx",))
     p.add_argument("--model", required=True,
-                   help="run folder written by `bsr train`, a model.pt, or an MLflow model URI (as for upscale)")
+                   help="run folder written by `bsr train` (a model folder: model.safetensors + model.json), or an MLflow model URI (as for upscale)")
     p.add_argument("--onnx", required=True, help="ONNX file to write (atomically)")
 
     p = verb("report", cmd_report, "render the tables (tables.md, .html, .tex and a standalone .tex) and the figures",

@@ -14,7 +14,7 @@ from bsr.files import atomic_path, check_output, check_writer, folder_writer, ma
 from bsr.images import list_images, read_image, write_image
 from bsr.metrics import check_metric_size, psnr_ssim
 from bsr.tracking import Tracker
-from bsr.upscale import inference_device, load_model_file, model_upscaler, receptive_radius
+from bsr.upscale import inference_device, load_model_folder, model_upscaler, receptive_radius
 
 
 def read_lr(lr_dir, hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
@@ -108,10 +108,10 @@ def eval_bicubic(hr_dir, scale: int, kind: str, out_json, space: str = "y", samp
 def load_trained_model(run_dir, device):
     """The final model of a `bsr train` run directory, in eval mode, with its run summary."""
     run_dir = Path(run_dir)
-    model_path, summary_path = run_dir / layout.RUN_MODEL, run_dir / layout.RUN_SUMMARY
-    if not model_path.is_file() or not summary_path.is_file():
-        raise BsrError(f"{run_dir}: not a finished training run (model.pt and train.json expected)")
-    model, saved = load_model_file(model_path, device)
+    summary_path = run_dir / layout.RUN_SUMMARY
+    if not summary_path.is_file():
+        raise BsrError(f"{run_dir}: not a finished training run ({layout.RUN_SUMMARY} expected)")
+    model, saved = load_model_folder(run_dir, device)
     return model, saved, json.loads(summary_path.read_text())
 
 

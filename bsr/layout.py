@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath as P
 
 # The files of a training run directory.
-RUN_MODEL = "model.pt"
+# The final model: a model folder's two files (bsr.model_files), so that the run folder is one.
+RUN_MODEL = "model.safetensors"
+RUN_MODEL_RECORD = "model.json"
 RUN_SUMMARY = "train.json"
 RUN_METRICS = "metrics.csv"
 RUN_CHECKPOINT = "checkpoint.pt"

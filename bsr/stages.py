@@ -310,7 +310,8 @@ def paths(cfg: dict, stage: str, w: dict[str, str]) -> tuple[dict[str, str], str
         outputs = {"config": layout.experiment_config(d, w["experiment"])}
     elif stage == "train":
         outputs = {key: layout.run_file(d, w["experiment"], name)
-                   for key, name in (("model", layout.RUN_MODEL), ("summary", layout.RUN_SUMMARY),
+                   for key, name in (("model", layout.RUN_MODEL), ("model_record", layout.RUN_MODEL_RECORD),
+                                     ("summary", layout.RUN_SUMMARY),
                                      ("metrics", layout.RUN_METRICS))}
     elif stage in ("evaluate", "evaluate_self_ensemble", "bicubic"):
         summary = layout.bicubic_json(d, w["dataset"], w["kind"], w["scale"]) if stage == "bicubic" else \
@@ -373,6 +374,7 @@ def job(cfg: dict, config_path: str, stage: str, w: dict) -> Job:
         kind, scale = experiment_degradation(cfg, w["experiment"])
         run = run_root(cfg, w["experiment"])  # a variant's own evaluation may score a run it shares
         inputs = {"model": layout.run_file(run, w["experiment"], layout.RUN_MODEL),
+                  "model_record": layout.run_file(run, w["experiment"], layout.RUN_MODEL_RECORD),
                   "summary": layout.run_file(run, w["experiment"], layout.RUN_SUMMARY),
                   # Snakemake does not rebuild a missing model for an evaluation that looks up to date: a
                   # training killed after its outputs were deleted would leave the old tables in place. The

@@ -220,15 +220,20 @@ class Tracker:
         if self.enabled:
             self.client.log_artifact(self.run_id, str(Path(path)), artifact_path)
 
-    def log_model(self, model, weights_sha256: str, step: int, **log_model_args) -> str | None:
-        """The id of this run's logged model with these weights: logged now with mlflow.pytorch.log_model
-        (`log_model_args`: signature, input example, ...), unless an earlier call logged it already, as when the
-        pipeline reruns a finished training to rewrite its outputs."""
+    def log_model(self, folder: Path, weights_sha256: str, flavor: dict) -> str | None:
+        """The id of this run's logged model with these weights: the files of `folder` (a model folder,
+        bsr.model_files) logged now under an MLmodel of flavour `bsr` (`flavor`: what it describes), unless an
+        earlier call logged it already, as when the pipeline reruns a finished training to rewrite its outputs.
+        No MLflow flavour writes it: theirs save programs or pickles, which load by running code."""
         if not self.enabled:
             return None
-        import mlflow
-        import mlflow.pytorch
+        import shutil
+        import tempfile
+
+        import yaml
         from mlflow.entities import LoggedModelStatus
+
+        from bsr.model_files import FLAVOR
 
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
         logged = self.client.search_logged_models(
@@ -236,11 +241,16 @@ class Tracker:
         ready = [m.model_id for m in logged if m.status == LoggedModelStatus.READY]
         if ready:
             return ready[0]
-        # The active run gives the logged model its run and experiment; leaving the block ends the run, which
-        # `finish` then closes with the status that training ends with.
-        with process_wide_store(self.uri), mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
-            return mlflow.pytorch.log_model(model, name="model", step=step, tags={WEIGHTS_TAG: weights_sha256},
-                                            **log_model_args).model_id
+        model_id = self.client.create_logged_model(experiment_id, name="model", source_run_id=self.run_id,
+                                                   tags={WEIGHTS_TAG: weights_sha256}).model_id
+        with tempfile.TemporaryDirectory(prefix="bsr-mlflow-model-") as tmp:
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+            Path(tmp, "MLmodel").write_text(yaml.safe_dump({
+                "artifact_path": "model", "flavors": {FLAVOR: flavor}, "model_id": model_id, "run_id": self.run_id,
+                "utc_time_created": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}, sort_keys=False))
+            self.client.log_model_artifacts(model_id, tmp)
+        self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+        return model_id
 
     def register_model(self, model_id: str, name: str, alias: str | None) -> str:
         """models:/NAME/VERSION of the version of registered model `name` made from logged model `model_id`:

@@ -41,6 +41,7 @@ from bsr.files import (atomic_path, check_writer, exclusive_lock, mark_folder, r
                        write_text)
 from bsr.losses import check_loss_config, hybrid_loss
 from bsr.model import build_model
+from bsr.model_files import write_model_folder
 from bsr.sampling import PatchSampler, TrainingSet, load_training_set
 from bsr.tracking import Tracker, provenance, resolve_uri
 
@@ -410,7 +411,7 @@ def agree_on_start(cfg: dict, out_dir: Path, resume: str, held: contextlib.ExitS
             if state is None or state["step"] < cfg["train"]["iterations"]:
                 # The final outputs describe a finished run, and a checkpoint not resumed is replaced: nothing of
                 # another run may sit beside the training that goes on here, where evaluation would find it.
-                stale = (FINAL_MODEL, SUMMARY, CONFIG, METRICS) + ((CHECKPOINT,) if state is None else ())
+                stale = (FINAL_MODEL, layout.RUN_MODEL_RECORD, SUMMARY, CONFIG, METRICS) + ((CHECKPOINT,) if state is None else ())
                 for name in stale:
                     (out_dir / name).unlink(missing_ok=True)
     decision = [state is not None, message]
@@ -487,9 +488,7 @@ def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, world
     checkpoint: the pipeline deletes a job's outputs before it reruns it); `fallback_patches` of all ranks."""
     t = cfg["train"]
     write_metric_log(out_dir / METRICS, log_rows)
-    with atomic_path(out_dir / FINAL_MODEL) as tmp:
-        torch.save({"model": model.state_dict(), "model_config": cfg["model"], "scale": cfg["scale"],
-                    "degradation": cfg["degradation"], "name": cfg["name"]}, tmp)
+    write_model_folder(out_dir, model.state_dict(), model_record(cfg))
     validated = [row["val_psnr"] for row in log_rows if "val_psnr" in row]
     summary = {"name": cfg["name"], **{key.removeprefix("bsr."): value for key, value in replicate_tags(cfg).items()},
                "iterations": t["iterations"], "val_psnr": validated[-1] if validated else None,
@@ -503,7 +502,7 @@ def write_outputs(cfg, out_dir, device, log_rows, sampler, model, tracker, world
     # downstream.
     write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_text(out_dir / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
-    for name in (CONFIG, FINAL_MODEL, METRICS):
+    for name in (CONFIG, FINAL_MODEL, layout.RUN_MODEL_RECORD, METRICS):
         tracker.log_artifact(out_dir / name)
     return {**summary, "seconds_this_session": seconds}
 
@@ -517,15 +516,9 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def model_input_example(cfg: dict) -> np.ndarray:
-    """Two 16×24 crops (the second mirrored) of the first LR training image, float32 NCHW in [0, 1]: a batch
-    above 1 and unequal sides, so that torch.export leaves batch, height and width free rather than fixing one
-    to the example's size or tying height to width. A smaller image is repeated (wrapped) to that size."""
-    from bsr.images import as_rgb, list_images, read_image
-
-    lr = as_rgb(read_image(list_images(cfg["data"]["train_lr"][0])[0]))
-    crop = np.pad(lr, ((0, 16), (0, 24), (0, 0)), mode="wrap")[:16, :24]
-    return (np.stack([crop, crop[:, ::-1]]).transpose(0, 3, 1, 2) / 255).astype(np.float32)
+def model_record(cfg: dict) -> dict:
+    """What a model folder records of the network besides its weights (bsr.model_files)."""
+    return {"model_config": cfg["model"], "scale": cfg["scale"], "degradation": cfg["degradation"], "name": cfg["name"]}
 
 
 def log_final_model(cfg: dict, model, tracker: Tracker) -> str | None:
@@ -533,28 +526,19 @@ def log_final_model(cfg: dict, model, tracker: Tracker) -> str | None:
     `tracking.registered_model` under `tracking.model_alias` when the config names one. Returns the models:/ URI
     of that version (else of the logged model), or None when nothing is tracked.
 
-    MLflow saves it as a torch.export program ("pt2", its default but with a Databricks URI), which loads
-    without bsr installed and without unpickling code, for float32 RGB NCHW in [0, 1] of any batch size, height and width; the output is
-    RGB at `scale` times the height and width, which a tensor signature cannot say (the model's metadata does).
-    It is a float32 CPU copy, so that it loads on machines without a GPU."""
+    The logged model is a model folder (model.safetensors and model.json, bsr.model_files) under MLflow's
+    flavour `bsr`: data only, which `bsr upscale`/`bsr export` load by building the network with bsr's code,
+    for float32 RGB NCHW in [0, 1] of any size, on any device (the weights are float32 on the CPU)."""
     if not tracker.enabled:
         return None
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    import tempfile
 
-    network = build_model(cfg["model"], cfg["scale"])
-    network.load_state_dict(model.state_dict())
-    network.eval()
-    images = Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1))])
-    model_id = tracker.log_model(
-        network, weights_sha256(network), step=cfg["train"]["iterations"],
-        serialization_format="pt2", signature=ModelSignature(inputs=images, outputs=images),
-        input_example=model_input_example(cfg),
-        metadata={"scale": cfg["scale"], "degradation": cfg["degradation"], "experiment": cfg["name"],
-                  "input": "float32 RGB NCHW in [0, 1]",
-                  "output": f"float32 RGB NCHW at x{cfg['scale']} the height and width, about [0, 1]"},
-        # The program needs torch alone; naming it spares MLflow inferring requirements in a subprocess.
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    with tempfile.TemporaryDirectory(prefix="bsr-model-") as folder:
+        write_model_folder(folder, model.state_dict(), model_record(cfg))
+        model_id = tracker.log_model(Path(folder), weights_sha256(model), {
+            "scale": cfg["scale"], "degradation": cfg["degradation"], "experiment": cfg["name"],
+            "input": "float32 RGB NCHW in [0, 1]",
+            "output": f"float32 RGB NCHW at x{cfg['scale']} the height and width, about [0, 1]"})
     name = cfg.get("tracking", {}).get("registered_model")
     if name is None:
         return f"models:/{model_id}"

@@ -1,5 +1,5 @@
 """Super-resolving images of any size with a trained model: tiled inference, the ×8 self-ensemble, and loading
-a model from a run folder, a `model.pt` or an MLflow model URI.
+a model from a model folder (a run folder: bsr.model_files) or an MLflow model that `bsr train` logged.
 
 Tiling is written here rather than taken from basicsr or Real-ESRGAN (whose tilers pad, run and crop the same
 way): they would bring their whole packages for a few dozen lines, and they round their own way. Each tile is a
@@ -23,10 +23,9 @@ from tqdm import tqdm
 from bsr import BsrError, layout
 from bsr.degrade import to_uint8
 from bsr.config import DEFAULT_TRACKING_URI
-from bsr.files import URI_SCHEME, check_output, mark_folder, read_torch_file
+from bsr.files import URI_SCHEME, check_output, mark_folder
 from bsr.images import PHOTO_SUFFIXES, as_rgb, list_images, read_image, write_image
 
-MODEL_KEYS = ("model", "model_config", "scale", "degradation", "name")
 # LR tile side when none is given: a 256×256 tile of the paper model holds about 0.9 GiB of activations.
 DEFAULT_TILE = {"cpu": 256, "cuda": 512}
 # LR pixels of context dropped around every tile core. On a BSR of the paper's depth (16 FMGs of 16 channels,
@@ -34,8 +33,6 @@ DEFAULT_TILE = {"cpu": 256, "cuda": 512}
 # from the untiled SR by up to 91, 4, 1 and 1 levels on 29%, 5%, 0.2% and 0.007% of its values; from 14 on,
 # by 1 level on 3 or 4 values (float sums in another order). 32 leaves a wide margin for longer training.
 DEFAULT_OVERLAP = 32
-# The one file of a torch.export program's data folder in an MLflow model.
-PT2_FILE = "model.pt2"
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -170,36 +167,19 @@ def inference_device(name: str):
     return torch.device(name)
 
 
-def check_saved_model(saved: dict, path) -> None:
-    """What a model.pt records, checked as the experiment schema checks a config, before a network is built
-    from it: an unknown arch would otherwise build BSR, and a huge n_fmg allocate until memory runs out."""
-    import torch
-
-    from bsr.config import package_schema, validate
-
-    if saved["scale"] not in (2, 3, 4) or isinstance(saved["scale"], bool):
-        raise BsrError(f"{path}: scale is {saved['scale']!r}, expected 2, 3 or 4")
-    if not isinstance(saved["model_config"], dict):
-        raise BsrError(f"{path}: model_config is a {type(saved['model_config']).__name__}, expected a mapping")
-    validate(dict(saved["model_config"]), package_schema("experiment")["properties"]["model"], f"{path}: model_config")
-    weights = saved["model"]
-    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
-        raise BsrError(f"{path}: model is not a state dict (a mapping of parameter names to tensors)")
-
-
-def load_model_file(path, device):
-    """A `model.pt` written by `bsr train`, built from its own config, in eval mode, with what it records."""
+def load_model_folder(folder, device, name: str | None = None):
+    """A model folder (bsr.model_files) built into bsr's network, in eval mode, with its record."""
     from bsr.model import build_model
+    from bsr.model_files import read_model_folder
 
-    saved = read_torch_file(path, "model", MODEL_KEYS)
-    check_saved_model(saved, path)
-    model = build_model(saved["model_config"], saved["scale"])
+    weights, record = read_model_folder(folder, name)
+    model = build_model(record["model_config"], record["scale"])
     try:
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(weights)
     except RuntimeError as err:
-        raise BsrError(f"{path}: its weights do not fit the model its config describes "
+        raise BsrError(f"{name or folder}: its weights do not fit the model its config describes "
                        f"({str(err).splitlines()[0]})") from None
-    return model.to(device).eval(), saved
+    return model.to(device).eval(), record
 
 
 def model_store(uri: str) -> str | None:
@@ -218,101 +198,71 @@ def model_store(uri: str) -> str | None:
     return store
 
 
-def check_pt2_model(local: Path, uri: str) -> None:
-    """Refuse, before anything of it loads, an MLflow model that could run code: any but a torch.export program
-    ("pt2", what `bsr train` logs), such as a pickled module (MLflow's "pickle" serialisation), and any model
-    that ships code for the import path."""
-    try:
-        flavors = yaml.safe_load((local / "MLmodel").read_text()).get("flavors") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        raise BsrError(f"{uri}: not an MLflow model (no readable MLmodel file)") from None
-    conf = flavors.get("pytorch")
-    if not isinstance(conf, dict):
-        raise BsrError(f"{uri}: not a PyTorch MLflow model (flavors: {', '.join(flavors) or 'none'})")
-    if conf.get("code"):
-        raise BsrError(f"{uri}: refused, the model ships code ({conf['code']}) that loading it would import; bsr "
-                       f"loads only torch.export ('pt2') programs, as `bsr train` logs them")
-    data = local / str(conf.get("model_data", "data"))
-    if not (data / PT2_FILE).is_file() or any(p.name != PT2_FILE for p in data.iterdir() if p.is_file()):
-        found = ", ".join(sorted(p.name for p in data.iterdir())) if data.is_dir() else "nothing"
-        raise BsrError(f"{uri}: refused, not a torch.export ('pt2') program but {found} (a pickled model, whose "
-                       f"loading could run code); bsr loads only 'pt2' programs, as `bsr train` logs them")
-
-
 def load_mlflow_model(uri: str, device):
-    """A torch.export program logged with `mlflow.pytorch.log_model`, in eval mode. `runs:/` and `models:/` URIs
-    are looked up in $MLFLOW_TRACKING_URI, else in ./mlflow.db. The model is downloaded and checked
-    (`check_pt2_model`) before MLflow loads it, with pickle deserialisation off, so that MLflow also checks that
-    the program's records hold tensors and plain values only."""
-    import os
+    """(model, record) of an MLflow model that `bsr train` logged: its MLmodel must have the `bsr` flavour, and
+    then its model.json and model.safetensors alone are downloaded and loaded as a model folder; MLflow's own
+    loaders never run, and no path that the MLmodel names is followed. `runs:/` and `models:/` URIs are looked
+    up in $MLFLOW_TRACKING_URI, else in ./mlflow.db."""
     import tempfile
 
     import mlflow.artifacts
-    import mlflow.pytorch
-    import torch
     from mlflow.exceptions import MlflowException
 
+    from bsr.model_files import FLAVOR, MODEL_RECORD, MODEL_WEIGHTS, RELOG
     from bsr.tracking import connect, process_wide_store
 
     store = model_store(uri)
     where = f" from {store}" if store else ""
-    variable, before = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-    try:
-        with tempfile.TemporaryDirectory(prefix="bsr-model-") as tmp, \
-                (process_wide_store(store) if store else contextlib.nullcontext()):
-            if store:
-                connect(store)
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-            check_pt2_model(local, uri)
-            os.environ[variable] = "false"
-            model = mlflow.pytorch.load_model(str(local), map_location=device)
-    except (MlflowException, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BsrError(f"{uri}: cannot load this MLflow model{where} ({reason})") from None
-    finally:
-        if before is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = before
-    if not isinstance(model, torch.nn.Module):
-        raise BsrError(f"{uri}: holds a {type(model).__name__}, not a torch module")
-    with contextlib.suppress(NotImplementedError):  # a torch.export program runs as exported
-        model.eval()
-    return model.to(device)
+    with tempfile.TemporaryDirectory(prefix="bsr-model-") as tmp, \
+            (process_wide_store(store) if store else contextlib.nullcontext()):
+        if store:
+            connect(store)
 
+        def download(name: str) -> Path:
+            try:
+                return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/{name}",
+                                                                dst_path=tmp))
+            except (MlflowException, OSError) as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise BsrError(f"{uri}: cannot load this MLflow model{where} ({reason})") from None
 
-def model_scale(model, device, name: str) -> int:
-    """The upscaling factor of a module: its `scale` attribute if it has one, else what an 8×8 input becomes."""
-    import torch
-
-    scale = getattr(model, "scale", None)
-    if isinstance(scale, int):
-        return scale
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, 3, 8, 8, device=device))
-    except (AssertionError, RuntimeError) as err:  # an exported program's shape guard fails with AssertionError
-        raise BsrError(f"{name}: the model does not run on an 8×8 RGB input ({str(err).strip().splitlines()[0]}); "
-                       f"a torch.export program must be logged with height and width -1 in its signature") from None
-    return output_scale((8, 8), tuple(out.shape[2:]))
+        try:
+            flavors = yaml.safe_load(download("MLmodel").read_text()).get("flavors") or {}
+        except (UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            raise BsrError(f"{uri}: not an MLflow model (no readable MLmodel file)") from None
+        if FLAVOR not in flavors:
+            raise BsrError(f"{uri}: an MLflow model of flavour {', '.join(flavors) or 'none'}, not one that bsr "
+                           f"logged (flavour {FLAVOR}); bsr no longer loads torch.export or pickled models (they "
+                           f"can run code); if an older bsr logged it, {RELOG}")
+        record, weights = download(MODEL_RECORD), download(MODEL_WEIGHTS)
+        if record.parent != weights.parent:
+            raise BsrError(f"{uri}: its {MODEL_RECORD} and {MODEL_WEIGHTS} are not in one folder")
+        return load_model_folder(record.parent, device, uri)
 
 
 def load_model(source: str, device):
-    """(model, scale) from a run folder, a `model.pt`, or an MLflow model URI."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / layout.RUN_MODEL
-        if not path.is_file():
-            raise BsrError(f"{source}: a folder without {layout.RUN_MODEL}; --model expects a run folder "
-                           f"written by `bsr train`, a model.pt or an MLflow model URI")
-    if path.is_file():
-        model, saved = load_model_file(path, device)
-        return model, saved["scale"]
-    if URI_SCHEME.match(source):
-        model = load_mlflow_model(source, device)
-        return model, model_scale(model, device, source)
-    raise BsrError(f"{source}: no such run folder or model file, nor an MLflow model URI "
-                   f"(runs:/RUN_ID/model, models:/NAME@ALIAS)")
+    """(model, scale) from a model folder (a run folder), a file:// URI of one, or an MLflow model URI."""
+    from bsr.files import local_path
+    from bsr.model_files import RELOG
+
+    path = local_path(source)
+    if path is not None and path.is_file():
+        if path.name == "model.pt":
+            raise BsrError(f"{source}: a model.pt of an older bsr, which bsr no longer loads (its format can run "
+                           f"code); to get a model folder, {RELOG}")
+        path = path.parent if path.name in (layout.RUN_MODEL, layout.RUN_MODEL_RECORD) else path
+        if path.is_file():
+            raise BsrError(f"{source}: not a model folder; --model expects a run folder written by `bsr train` "
+                           f"(or another folder holding {layout.RUN_MODEL} and {layout.RUN_MODEL_RECORD}) or an "
+                           f"MLflow model URI")
+    if path is not None and path.is_dir():
+        model, record = load_model_folder(path, device, source)
+    elif URI_SCHEME.match(source):
+        model, record = load_mlflow_model(source, device)
+    else:
+        raise BsrError(f"{source}: no such run folder or model folder, nor an MLflow model URI "
+                       f"(runs:/RUN_ID/model, models:/NAME@ALIAS)")
+    return model, record["scale"]
 
 
 def input_images(source) -> list[Path]:

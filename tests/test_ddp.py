@@ -30,7 +30,9 @@ def torchrun(cfg: dict, run_dir, *args: str, wait: bool = True, check: bool = Tr
 
 
 def weights(run_dir) -> dict:
-    return torch.load(run_dir / FINAL_MODEL, weights_only=True)["model"]
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / FINAL_MODEL)
 
 
 def curve(run_dir) -> list[list[str]]:

@@ -93,7 +93,7 @@ def test_dvc_runs_the_demo_as_snakemake_does_reruns_exactly_what_changed_and_rou
     dvc(project, "push")
     before = outs_digest(project, pipeline)
     assert len(before) > 60 and "reports/bsr-demo/tables.md" in before
-    assert "data/demo/runs/BI_x2/model.pt" in before
+    assert "data/demo/runs/BI_x2/model.safetensors" in before
     shutil.rmtree(project / ".dvc" / "cache")
     for folder in ["data", "reports"]:
         shutil.rmtree(project / folder)

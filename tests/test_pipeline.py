@@ -206,7 +206,7 @@ def test_reruns_after_a_config_change_and_a_kill_finish_with_every_output_and_th
     steps = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert steps[:4] == [4, 8, 12, 15] and steps[-1] == 3000
     assert all(0 < b - a <= 3 for a, b in zip(steps[3:], steps[4:]))
-    for path in ("data/tiny/runs/BI_x2/model.pt", "data/tiny/runs/BI_x2/train.json", "data/tiny/eval/BI_x2/Set5.json",
+    for path in ("data/tiny/runs/BI_x2/model.safetensors", "data/tiny/runs/BI_x2/train.json", "data/tiny/eval/BI_x2/Set5.json",
                  "reports/bsr-tiny/tables.md", "reports/bsr-tiny/tables.tex"):
         assert (project / path).is_file(), path
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

@@ -77,18 +77,18 @@ def test_a_pickled_mlflow_model_is_refused_before_it_runs_code(project, tmp_path
     out = ["--in", str(project["hr"]), "--out", str(tmp_path / "sr")] if verb == "upscale" else \
         ["--onnx", str(tmp_path / "model.onnx")]
     assert main([verb, "--model", uri, *out]) == 1
-    assert "refused, not a torch.export ('pt2') program but model.pth, pickle_module_info.txt" in one_line_error(capsys)
+    assert "which bsr no longer loads (its format can run code)" in one_line_error(capsys)
     assert not marker.exists()
 
 
 def test_a_model_that_ships_code_is_refused(tmp_path, capsys, project):
-    from bsr.upscale import check_pt2_model
+    from bsr.upscale import load_model
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "model.pt2").write_bytes(b"")
     (tmp_path / "MLmodel").write_text(yaml.safe_dump({"flavors": {"pytorch": {"model_data": "data", "code": "code"}}}))
-    with pytest.raises(BsrError, match="refused, the model ships code"):
-        check_pt2_model(tmp_path, "file:///x")
+    with pytest.raises(BsrError, match="which bsr no longer loads"):
+        load_model(tmp_path.as_uri(), torch.device("cpu"))
 
 
 # ---- 2, 3, 4. outputs never replace inputs, nor folders ------------------------------------------------------
@@ -262,18 +262,23 @@ def test_a_malformed_eval_json_is_one_line_naming_it(tmp_path, text, problem):
 @pytest.mark.parametrize("change,problem", [
     ({"scale": 5}, "scale is 5, expected 2, 3 or 4"),
     ({"model_config": {"channels": 8}}, "model_config: <top level>: 'n_fmg' is a required property"),
-    ({"model": [1, 2]}, "model is not a state dict"),
+    ({"format": "pickle"}, "model.json is not a bsr model record"),
     ({"model_config": {"arch": "transformer"}}, "model_config: arch: 'transformer' is not one of ['bsr', 'edsr']"),
     ({"model_config": {"n_fmg": 100000}}, "model_config: n_fmg: 100000 is greater than the maximum of 64"),
 ])
 def test_a_malformed_model_file_is_one_line_naming_it(project, tmp_path, capsys, change, problem):
-    saved = torch.load(project["run"] / "model.pt", weights_only=True)
+    import json
+    import shutil
+
+    (tmp_path / "model").mkdir()
+    shutil.copy(project["run"] / "model.safetensors", tmp_path / "model")
+    saved = json.loads((project["run"] / "model.json").read_text())
     if "model_config" in change and "channels" not in change["model_config"]:
         change = {"model_config": {**saved["model_config"], **change["model_config"]}}
-    torch.save({**saved, **change}, tmp_path / "model.pt")
-    assert main(["upscale", "--model", str(tmp_path / "model.pt"), "--in", str(project["lr"]), "--out",
+    (tmp_path / "model" / "model.json").write_text(json.dumps({**saved, **change}))
+    assert main(["upscale", "--model", str(tmp_path / "model"), "--in", str(project["lr"]), "--out",
                  str(tmp_path / "sr")]) == 1
-    assert one_line_error(capsys).startswith(f"bsr: error: {tmp_path / 'model.pt'}: {problem}")
+    assert one_line_error(capsys).startswith(f"bsr: error: {tmp_path / 'model'}: {problem}")
 
 
 @pytest.mark.parametrize("train_change,problem", [

@@ -10,7 +10,9 @@ from tests.conftest import tiny_experiment
 
 
 def weights(run_dir):
-    return torch.load(run_dir / FINAL_MODEL, weights_only=False)["model"]
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / FINAL_MODEL)
 
 
 def test_resume_is_bit_identical(shared_data, tmp_path):
@@ -245,7 +247,7 @@ def test_an_unreadable_model_is_one_line_naming_the_file(shared_data, tmp_path, 
         code = main(["evaluate", "--run", str(tmp_path / "run"), "--hr", str(shared_data / "Set5" / "HR"),
                      "--dataset", "Set5", "--out", str(tmp_path / "eval.json")])
         err = capsys.readouterr().err.strip().splitlines()
-        assert code == 1 and len(err) == 1 and f"{FINAL_MODEL}: not a readable model" in err[0]
+        assert code == 1 and len(err) == 1 and f"{FINAL_MODEL} is not the weights that model.json records" in err[0]
     assert not (tmp_path / "eval.json").exists()
 
 

@@ -13,7 +13,7 @@ from bsr.degrade import degrade, modcrop, to_uint8
 from bsr.evaluate import evaluate_run
 from bsr.images import read_image
 from bsr.train import train
-from bsr.upscale import load_model, load_model_file, model_upscaler, receptive_radius, upscale_files
+from bsr.upscale import load_model, load_model_folder, model_upscaler, receptive_radius, upscale_files
 from tests.conftest import tiny_experiment
 
 CPU = torch.device("cpu")
@@ -29,7 +29,7 @@ def run(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(run):
-    return load_model_file(run / "model.pt", CPU)[0]
+    return load_model_folder(run, CPU)[0]
 
 
 def lr_of(shared_data, dataset: str, name: str) -> np.ndarray:
@@ -67,7 +67,7 @@ def test_receptive_radius_is_how_far_the_network_sees(scale, arch):
 @pytest.mark.parametrize("name", ["comic.png", "bridge.png"])  # RGB, gray
 def test_tiled_equals_untiled_within_one_level(shared_data, run, model, name):
     lr = lr_of(shared_data, "Set14", name)
-    radius = receptive_radius(load_model_file(run / "model.pt", CPU)[1]["model_config"])
+    radius = receptive_radius(load_model_folder(run, CPU)[1]["model_config"])
     assert radius == 14  # 3x3 convs: 10 in the FMG, then shallow, fusion, upsampling and the HR one
     whole = model_upscaler(model, CPU)(lr)
     tiled = model_upscaler(model, CPU, tile=64, overlap=radius)(lr)  # 20 tiles or more, 36x36 cores
@@ -104,25 +104,16 @@ def test_self_ensemble_is_the_mean_of_the_8_transforms_and_invariant_under_them(
     assert max_diff(model_upscaler(model, CPU, tile=36, overlap=14, ensemble=True)(lr), sr) <= 1
 
 
-@pytest.mark.slow
 def test_mlflow_runs_uri_round_trip_on_a_sqlite_store(shared_data, run, model, tmp_path, monkeypatch):
-    """Logged as MLflow logs a torch model by default (a torch.export "pt2" program), with the height and width
-    left free in the signature, so that it runs on tiles and images of any size."""
-    import mlflow
-    import mlflow.pytorch
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    from bsr.tracking import artifact_root
+    """A model folder logged as `bsr train` logs it (flavour bsr) loads back by its runs:/ URI, and gives the
+    same images as the run folder's."""
+    from bsr.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    experiment = mlflow.create_experiment("upscale", artifact_location=artifact_root(uri))
-    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype("float32"), (1, 3, -1, -1))]))
-    with mlflow.start_run(experiment_id=experiment) as logged:
-        mlflow.pytorch.log_model(model, name="model", signature=signature, pip_requirements=["torch"],
-                                 input_example=np.zeros((1, 3, 24, 24), np.float32))
-    loaded, scale = load_model(f"runs:/{logged.info.run_id}/model", CPU)
+    tracker = Tracker(uri, "upscale", "logged")
+    tracker.log_model(run, "sha", {"scale": 2})
+    loaded, scale = load_model(f"runs:/{tracker.run_id}/model", CPU)
     assert scale == 2 and loaded is not model
     lr = lr_of(shared_data, "Set5", "head.png")
     assert np.array_equal(model_upscaler(loaded, CPU, tile=48, overlap=14)(lr),
@@ -177,15 +168,15 @@ def test_cli_upscales_a_folder_tiled_with_progress_and_reruns_into_its_output(sh
     assert sorted(p.name for p in out.iterdir()) == [".bsr-output", "baby.png", "bird.png", "butterfly.png",
                                                      "head.png", "woman.png"]
     one = hr / "bird.png"
-    assert main(["upscale", "--model", str(run / "model.pt"), "--in", str(one), "--out", str(out),
+    assert main(["upscale", "--model", str(run / "model.safetensors"), "--in", str(one), "--out", str(out),
                  "--self-ensemble", "--device", "cpu"]) == 0  # a model file, one image, the same folder again
     assert not list(out.glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--model", "{tmp}/nowhere"], "{tmp}/nowhere: no such run folder or model file, nor an MLflow model URI"),
-    (["--model", "{tmp}/empty"], "{tmp}/empty: a folder without model.pt"),
-    (["--model", "{tmp}/garbage.pt"], "{tmp}/garbage.pt: not a readable model"),
+    (["--model", "{tmp}/nowhere"], "{tmp}/nowhere: no such run folder or model folder, nor an MLflow model URI"),
+    (["--model", "{tmp}/empty"], "{tmp}/empty: no model.json"),
+    (["--model", "{tmp}/garbage.pt"], "{tmp}/garbage.pt: not a model folder"),
     (["--in", "{tmp}/missing"], "{tmp}/missing: no such file or folder (--in expects a PNG, BMP or JPEG image"),
     (["--in", "{tmp}/photo.gif"], "{tmp}/photo.gif: --in expects a PNG, BMP or JPEG image"),
     (["--tile", "20", "--overlap", "10"], "--tile 20 must be more than twice --overlap 10"),

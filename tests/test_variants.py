@@ -51,7 +51,7 @@ def test_a_variant_is_its_parent_merged_with_its_changes_and_shares_what_they_ha
     # the shared jobs are the parent's records, its config in their commands; the variant's own write apart
     assert jobs["train_BI_x2"].args == stages.job(load_pipeline("config/tiny.yaml"), "config/tiny.yaml", "train",
                                                   {"experiment": "BI_x2"}).args
-    assert jobs["train_BD_x3"].outputs["model"] == "data/tiny/variants/tiny_lr/runs/BD_x3/model.pt"
+    assert jobs["train_BD_x3"].outputs["model"] == "data/tiny/variants/tiny_lr/runs/BD_x3/model.safetensors"
     assert jobs["download_Set5"].config == "config/tiny.yaml"
     # the report reads the parent's BD_x3 scores too: the other side of "What moved"
     assert "data/tiny/eval/BD_x3/Set5.json" in jobs["report"].input_paths
@@ -63,9 +63,9 @@ def test_a_variant_is_its_parent_merged_with_its_changes_and_shares_what_they_ha
     assert deeper["name"] == "tiny_lr_x2" and deeper["experiments"]["BD_x3"]["train"] == {"lr": 5e-4}
     runs = {job.name: job.outputs["model"] for job in stages.jobs(deeper, "config/tiny_lr_x2.yaml")
             if job.stage == "train"}
-    assert runs["train_BD_x3"] == "data/tiny/variants/tiny_lr/runs/BD_x3/model.pt"  # the middle config's
-    assert runs["train_BI_x2"] == "data/tiny/variants/tiny_lr_x2/runs/BI_x2/model.pt"
-    assert runs["train_ablation_baseline"] == "data/tiny/runs/ablation_baseline/model.pt"
+    assert runs["train_BD_x3"] == "data/tiny/variants/tiny_lr/runs/BD_x3/model.safetensors"  # the middle config's
+    assert runs["train_BI_x2"] == "data/tiny/variants/tiny_lr_x2/runs/BI_x2/model.safetensors"
+    assert runs["train_ablation_baseline"] == "data/tiny/runs/ablation_baseline/model.safetensors"
     plan_checks(deeper, "config/tiny_lr_x2.yaml")  # a chain overwrites nothing of its own
 
 
@@ -141,8 +141,8 @@ def test_dvc_runs_a_variant_before_or_after_its_parent(tiny_project):
     # the variant first: DVC runs the parent's stages it needs (every dvc.yaml is one graph), then its own
     first = repro("config/tiny_lr/dvc.yaml")
     assert {"train_BD_x3", "train_BI_x2", "download_Set5", "report"} <= first
-    assert Path("data/tiny/runs/BD_x3/model.pt").is_file()
-    assert Path("data/tiny/variants/tiny_lr/runs/BD_x3/model.pt").is_file()
+    assert Path("data/tiny/runs/BD_x3/model.safetensors").is_file()
+    assert Path("data/tiny/variants/tiny_lr/runs/BD_x3/model.safetensors").is_file()
     assert repro("config/tiny/dvc.yaml") == {"report"}  # the parent's report, all else done
     assert repro("config/tiny_lr/dvc.yaml") == set() and repro("config/tiny/dvc.yaml") == set()
 
