@@ -38,6 +38,7 @@ PATTERN_FIELDS = ("stem", "scale")
 SCALES = range(2, 9)
 CROP = "HR cropped to a multiple of the scale"
 LISTED = 3  # names a refusal spells out before it counts the rest
+SHOWN = 60  # characters of a --match pattern that a refusal echoes
 
 
 def listed(names) -> str:
@@ -53,6 +54,11 @@ def alternatives(names) -> str:
     return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
+def shown(pattern: str) -> str:
+    """A --match pattern as an error echoes it: the first SHOWN characters of a longer one, and its length."""
+    return repr(pattern) if len(pattern) <= SHOWN else f"{pattern[:SHOWN]!r}… ({len(pattern)} characters)"
+
+
 def check_pattern(pattern: str) -> None:
     """A --match pattern is a file stem made of text, `{stem}` (required) and `{scale}`: nothing else."""
     example = "expected text with {stem} and optionally {scale}, such as '{stem}_RCAN_x{scale}'"
@@ -60,14 +66,14 @@ def check_pattern(pattern: str) -> None:
         fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(pattern)
                   if name is not None]
     except ValueError as err:  # an unmatched brace
-        raise BsrError(f"--match {pattern!r}: not a pattern ({err}); {example}") from None
+        raise BsrError(f"--match {shown(pattern)}: not a pattern ({err}); {example}") from None
     others = sorted({f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
                      for name, spec, conversion in fields if name not in PATTERN_FIELDS or spec or conversion})
     if others or "stem" not in {name for name, _, _ in fields}:
         found = f"has {', '.join(others)}" if others else "has no {stem}"
-        raise BsrError(f"--match {pattern!r}: {found}; {example}")
+        raise BsrError(f"--match {shown(pattern)}: {found}; {example}")
     if "/" in pattern or "\\" in pattern or pattern.lower().endswith(IMAGE_SUFFIXES):
-        raise BsrError(f"--match {pattern!r}: a pattern of the file's stem, without folder or .png/.bmp; {example}")
+        raise BsrError(f"--match {shown(pattern)}: a pattern of the file's stem, without folder or .png/.bmp; {example}")
 
 
 def pair_outputs(sr_dir, hr_dir, pattern: str, scale: int) -> list[tuple[Path, Path]]:
@@ -95,11 +101,11 @@ def pair_outputs(sr_dir, hr_dir, pattern: str, scale: int) -> list[tuple[Path, P
     if missing:
         # A wrong pattern leaves every file unmatched: naming one says what the folder's names look like.
         hint = f"; {sr_dir} holds {unmatched[0].name}: is --match right?" if unmatched else ""
-        raise BsrError(f"{sr_dir}: no SR file through --match {pattern!r} for {len(missing)} HR image(s) of "
+        raise BsrError(f"{sr_dir}: no SR file through --match {shown(pattern)} for {len(missing)} HR image(s) of "
                        f"{hr_dir}: {listed(missing)}{hint}")
     if unmatched:
         raise BsrError(f"{sr_dir}: {len(unmatched)} image(s) match no HR image of {hr_dir} through --match "
-                       f"{pattern!r}: {listed(p.name for p in unmatched)}; remove them or score another folder")
+                       f"{shown(pattern)}: {listed(p.name for p in unmatched)}; remove them or score another folder")
     return [(paths[0], sr_by_name[name][0]) for name, paths in hr_by_name.items()]
 
 
@@ -142,12 +148,14 @@ def read_pair(hr_path: Path, sr_path: Path, scale: int) -> tuple[np.ndarray, np.
     check_size(hr, scale, str(hr_path))
     cropped = modcrop(hr, scale)
     check_metric_size(cropped.shape, scale, str(hr_path))
-    sr = read_image(sr_path)
-    if sr.shape[:2] != cropped.shape[:2]:
-        (h, w), (ch, cw) = sr.shape[:2], cropped.shape[:2]
-        uncropped = f" ({hr.shape[1]}x{hr.shape[0]} uncropped)" if hr.shape != cropped.shape else ""
-        raise BsrError(f"{sr_path}: SR image is {w}x{h} pixels, but its HR {hr_path} cropped to a multiple of "
-                       f"{scale} is {cw}x{ch}{uncropped}; {looks_like((h, w), hr.shape[:2], scale)}")
+
+    def check_sr_size(size: tuple[int, int]) -> None:  # from the header, before any pixel is decoded
+        if size != cropped.shape[:2]:
+            (h, w), (ch, cw) = size, cropped.shape[:2]
+            uncropped = f" ({hr.shape[1]}x{hr.shape[0]} uncropped)" if hr.shape != cropped.shape else ""
+            raise BsrError(f"{sr_path}: SR image is {w}x{h} pixels, but its HR {hr_path} cropped to a multiple of "
+                           f"{scale} is {cw}x{ch}{uncropped}; {looks_like((h, w), hr.shape[:2], scale)}")
+    sr = read_image(sr_path, check_header=check_sr_size)
     if sr.ndim != cropped.ndim:
         raise BsrError(f"{sr_path}: SR image is {channels(sr)}, but its HR {hr_path} is {channels(cropped)}; both "
                        f"must be gray or both colour, as evaluation scores a gray file as gray")

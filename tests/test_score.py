@@ -265,3 +265,44 @@ def test_a_pipeline_rescores_released_outputs_beside_their_published_cells(share
     assert shifted_psnr["psnr"] < bicubic["psnr"] - 1 and f"({shifted_psnr['psnr']:.2f})‡" in srcnn_row
     assert "re-scored: Bi-cubic Set5 ×2 from file://" in table2 and "‡: ours differs from the published value" in table2
     print("\n" + "\n".join([bicubic_row, srcnn_row]))
+
+
+def test_a_very_long_match_pattern_is_echoed_shortened(released, sr, tmp_path, capsys):
+    err = refused(capsys, tmp_path, sr, released["hr"], "--match", "x" * 100_000)
+    assert "has no {stem}" in err and "(100000 characters)" in err and len(err) < 400
+
+
+@pytest.mark.parametrize("target,what", [("missing.png", "a symbolic link to a missing file"),
+                                         ("/dev/zero", "not a regular file")])
+def test_an_sr_file_that_is_a_broken_or_special_link_says_what_it_is(released, sr, tmp_path, capsys, target, what):
+    (sr / "bird_BIC_x2.png").unlink()
+    (sr / "bird_BIC_x2.png").symlink_to(target if target.startswith("/") else tmp_path / target)
+    err = refused(capsys, tmp_path, sr, released["hr"])
+    assert f"bird_BIC_x2.png: {what}" in err and "no SR file" not in err
+
+
+def test_a_palette_sr_image_is_refused_as_lossy(released, sr, tmp_path, capsys):
+    Image.open(sr / "bird_BIC_x2.png").quantize(256).save(sr / "bird_BIC_x2.png")
+    err = refused(capsys, tmp_path, sr, released["hr"])
+    assert "bird_BIC_x2.png: a palette image" in err and "lossy" in err
+
+
+def test_an_sr_header_of_the_wrong_size_is_refused_before_it_is_decoded(released, sr, tmp_path, capsys):
+    """A 100 KB PNG whose header says 10000×10000: refused on its header, with no 100 MB array decoded."""
+    import tracemalloc
+    import zlib
+
+    from bsr.score import read_pair
+
+    rows = zlib.compress(b"\0" * (10_000 * 10_001), 9)  # gray, filter byte 0 on each row
+    chunk = lambda kind, data: (len(data).to_bytes(4, "big") + kind + data +  # noqa: E731
+                                zlib.crc32(kind + data).to_bytes(4, "big"))
+    png = sr / "bird_BIC_x2.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", (10_000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0]))
+                    + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    tracemalloc.start()
+    with pytest.raises(BsrError, match="bird_BIC_x2.png: SR image is 10000x10000 pixels"):
+        read_pair(released["hr"] / "bird.png", png, 2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10 << 20, f"{peak / 2**20:.0f} MiB traced"
