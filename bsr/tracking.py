@@ -15,11 +15,17 @@ from bsr.files import file_lock
 def resolve_uri(configured: str | None, default: str | None = None) -> str | None:
     """The config's URI, else $MLFLOW_TRACKING_URI, else `default` (the pipeline's project sqlite store),
     made absolute: `train.json` records it, and `bsr evaluate` may run from another folder."""
+    from bsr import BsrError
+
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default
     if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    if uri and "://" not in uri and not uri.startswith("databricks"):
-        return Path(uri).resolve().as_uri()  # a folder: MLflow's file store
+    if uri and (uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")):
+        # MLflow 3 refuses its file store (a folder, or file://) with a traceback.
+        key = "tracking_uri" if configured else "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") \
+            else "the default tracking URI"
+        raise BsrError(f"{key}: {uri} is MLflow's file store, which MLflow 3 no longer opens; expected "
+                       f"sqlite:///PATH/mlflow.db or an http(s):// tracking server")
     return uri
 
 
@@ -125,10 +131,11 @@ class Tracker:
 
     A run id (or parent run id) that the store does not hold, say after the tracking URI changed or the data
     moved to another machine, is said on stderr and replaced by a new run (or no parent): the numbers are
-    still logged, and training or evaluation goes on."""
+    still logged, and training or evaluation goes on. A new run is created with `tags`, so that a process
+    killed right after finds it by them on its rerun."""
 
     def __init__(self, uri: str | None, experiment: str, run_name: str, run_id: str | None = None,
-                 parent_run_id: str | None = None):
+                 parent_run_id: str | None = None, tags: dict | None = None):
         self.client = None
         self.uri, self.experiment, self.run_id, self.parent_run_id = uri, experiment, run_id, parent_run_id
         self.reopened = False
@@ -147,7 +154,7 @@ class Tracker:
                 found = self.client.get_experiment_by_name(experiment)
                 experiment_id = found.experiment_id if found else self.client.create_experiment(
                     experiment, artifact_location=artifact_root(uri))
-                tags = {"mlflow.runName": run_name}
+                tags = {**(tags or {}), "mlflow.runName": run_name}
                 if parent_run_id:
                     tags["mlflow.parentRunId"] = parent_run_id
                 self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id

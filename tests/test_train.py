@@ -349,3 +349,13 @@ def test_a_run_missing_from_the_tracking_store_is_logged_anew_not_a_traceback(sh
     scores = evaluate_run(tmp_path / "run", shared_data / "Set5" / "HR", None, "Set5", tmp_path / "eval.json")
     assert "logging without it" in capsys.readouterr().err
     assert mlflow_status(summary["tracking_uri"], scores["mlflow_run_id"]) == "FINISHED"
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "mlruns"])
+def test_a_file_store_tracking_uri_is_one_line_naming_the_key(shared_data, tmp_path, uri):
+    """MLflow 3 refuses its file store with a traceback; bsr says so before training, naming the config key."""
+    cfg = tiny_experiment(tmp_path, shared_data, iterations=2)
+    cfg["tracking"] = {"uri": uri, "experiment": "tests"}
+    with pytest.raises(BsrError, match=r"^tracking_uri: .*mlruns is MLflow's file store, which MLflow 3 no longer "
+                                       r"opens; expected sqlite:///PATH/mlflow\.db or an http\(s\)://"):
+        train(cfg, tmp_path / "run")
