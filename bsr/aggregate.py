@@ -1,11 +1,13 @@
 """`bsr aggregate`: an experiment's replicates summarised, per test set and metric, where MLflow users look.
 
 Each replicate is its own training run (tagged with its experiment, replicate index and seed). This stage
-gives them a parent run named after the experiment, holding the mean and the seed standard deviation of each
-set mean over the replicates (`<set>_psnr_mean`, `<set>_psnr_sd`, ...; `<set>+` for the ×8 self-ensemble),
-and makes each replicate's training run its child, so the MLflow UI shows the aggregate above its runs. The
-same numbers go to a JSON file. The report computes its intervals from the per-image scores (bsr.stats) and
-does not read this file.
+gives them a parent run, `<experiment> aggregate (<config name>)` in replicate 0's MLflow experiment, tagged
+with the experiment and the config whose run it is (a rerun finds it by them), holding the mean and the seed
+standard deviation of each set mean over the replicates (`<set>_psnr_mean`, `<set>_psnr_sd`, ...; `<set>+` for
+the ×8 self-ensemble), and makes each replicate's training run its child, so the MLflow UI shows the aggregate
+above its runs; a replicate dropped since is released. A variant's replicates that are its parent's runs stay
+under the parent's aggregate. The same numbers go to a JSON file. The report computes its intervals from the
+per-image scores (bsr.stats) and does not read this file.
 """
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from bsr import BsrError, layout
 from bsr.config import experiment_entry, experiment_test_sets, resolve_experiment, run_names
 from bsr.files import write_text
 from bsr.scores import METRICS, read_record, read_training
-from bsr.stages import eval_path, run_path
+from bsr.stages import eval_path, run_path, run_root, work_dir
 from bsr.tracking import Tracker
 
-# The tag that marks an experiment's aggregate run, so that a rerun finds it rather than adding another.
+# The tags that mark an experiment's aggregate run, and the config (by name) whose run it is: a variant that changes
+# only `replicates` shares replicate 0, and so its MLflow experiment, with its parent, but not its aggregate.
 AGGREGATE_TAG = "bsr.aggregate_of"
+AGGREGATE_CONFIG_TAG = "bsr.aggregate_config"
+PARENT_TAG = "mlflow.parentRunId"
 
 
 def replicate_summary(cfg: dict, name: str) -> dict:
@@ -46,16 +51,17 @@ def aggregate(cfg: dict, name: str, out_json) -> dict:
     summary = replicate_summary(cfg, name)
     trainings = [read_training(run_path(cfg, run, layout.RUN_SUMMARY)) for run in summary["runs"]]
     first = trainings[0]
-    tracker = Tracker(first.get("tracking_uri"), first.get("tracking_experiment") or cfg["name"], name,
-                      run_id=existing_parent(first, name))
+    owner = {AGGREGATE_TAG: name, AGGREGATE_CONFIG_TAG: cfg["name"]}
+    # Created with its tags: a rerun after a kill finds the run it left, whatever its status.
+    tracker = Tracker(first.get("tracking_uri"), first.get("tracking_experiment") or cfg["name"],
+                      f"{name} aggregate ({cfg['name']})", run_id=existing_parent(first, owner), tags=owner)
     try:
-        tracker.set_tags({AGGREGATE_TAG: name, "bsr.replicates": summary["replicates"]})
+        tracker.set_tags({"bsr.replicates": summary["replicates"]})
         tracker.log_metrics({f"{dataset}_{metric}_{stat}": values[stat]
                              for dataset, metrics in summary["sets"].items()
                              for metric, values in metrics.items() for stat in ("mean", "sd")}, step=0)
-        for training in trainings:
-            if tracker.enabled and training.get("mlflow_run_id"):
-                tracker.client.set_tag(training["mlflow_run_id"], "mlflow.parentRunId", tracker.run_id)
+        if tracker.enabled:
+            adopt_replicates(tracker, cfg, dict(zip(summary["runs"], trainings)))
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -65,8 +71,24 @@ def aggregate(cfg: dict, name: str, out_json) -> dict:
     return summary
 
 
-def existing_parent(training: dict, name: str) -> str | None:
-    """The aggregate run logged for `name` before, in the store and experiment of its replicate 0."""
+def adopt_replicates(tracker: Tracker, cfg: dict, trainings: dict[str, dict]) -> None:
+    """Make the replicates' training runs children of the aggregate run, and release the children that are no
+    replicate of it now (`replicates` lowered). A run that `cfg` shares with the config it extends stays under
+    that config's aggregate, the owner of the run; it joins this one only while it has no parent."""
+    client = tracker.client
+    ids = {run: training["mlflow_run_id"] for run, training in trainings.items() if training.get("mlflow_run_id")}
+    runs = {run: client.get_run(run_id) for run, run_id in ids.items()}
+    for run, found in runs.items():
+        if run_root(cfg, run) == work_dir(cfg) or PARENT_TAG not in found.data.tags:
+            client.set_tag(found.info.run_id, PARENT_TAG, tracker.run_id)
+    experiments = {found.info.experiment_id for found in [*runs.values(), client.get_run(tracker.run_id)]}
+    for child in client.search_runs(sorted(experiments), f"tags.`{PARENT_TAG}` = '{tracker.run_id}'"):
+        if child.info.run_id not in ids.values():
+            client.delete_tag(child.info.run_id, PARENT_TAG)
+
+
+def existing_parent(training: dict, owner: dict) -> str | None:
+    """The aggregate run with the `owner` tags logged before, in the store and experiment of replicate 0."""
     uri = training.get("tracking_uri")
     if not uri:
         return None
@@ -79,6 +101,6 @@ def existing_parent(training: dict, name: str) -> str | None:
     experiment = client.get_experiment_by_name(training.get("tracking_experiment") or "")
     if experiment is None:
         return None
-    found = client.search_runs([experiment.experiment_id], f"tags.`{AGGREGATE_TAG}` = '{name}'", max_results=1)
+    match = " and ".join(f"tags.`{tag}` = '{value}'" for tag, value in owner.items())
+    found = client.search_runs([experiment.experiment_id], match, max_results=1)
     return found[0].info.run_id if found else None
-
