@@ -18,6 +18,7 @@ import contextlib
 import csv
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -410,13 +411,25 @@ def baseline_over_bicubic(cfg: dict, boot: Bootstrap, base: Replicated, dataset:
 TEX_REPLACEMENTS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
                     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                     "Δ": r"$\Delta$", "−": "$-$", "×": r"$\times$", "σ": r"$\sigma$", "†": r"$^\dagger$",
-                    "“": "``", "”": "''", "\n": " "}
+                    "“": "``", "”": "''", "\n": " ", "∅": r"$\emptyset$", "≥": r"$\geq$", "≤": r"$\leq$",
+                    "≠": r"$\neq$", "±": r"$\pm$", "≈": r"$\approx$"}
 TEX_SPECIAL = re.compile("|".join(map(re.escape, TEX_REPLACEMENTS)))
+# What pdflatex's utf8 input reads as text: Latin letters and their accents, general punctuation (– … ‡) and
+# arrows. Any other character (a symbol, an emoji) stops it with an error, so a label holding one becomes its
+# Unicode name in brackets ("[rocket]"): readable, and the rest of the label as it was.
+TEX_READS = re.compile("[\u0000-\u017f\u2010-\u2027\u2190-\u2193]")
 
 
 def tex_escape(text) -> str:
     """In one pass, so that no replacement's own braces or dollars are escaped again."""
-    return TEX_SPECIAL.sub(lambda found: TEX_REPLACEMENTS[found.group()], str(text))
+    return TEX_SPECIAL.sub(lambda found: TEX_REPLACEMENTS[found.group()],
+                           "".join(map(tex_readable, str(text))))
+
+
+def tex_readable(char: str) -> str:
+    if TEX_READS.match(char) or char in TEX_REPLACEMENTS:
+        return char
+    return f"[{unicodedata.name(char, f'U+{ord(char):04X}').lower()}]"
 
 
 def md_escape(text) -> str:

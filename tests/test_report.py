@@ -444,3 +444,16 @@ def test_the_report_refuses_a_record_that_is_not_the_one_its_row_reads(evaluated
     message = str(err.value)
     assert message.startswith(f"{path}: not the record its row reads ({problem}") and "\n" not in message
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_the_latex_compiles_for_labels_beyond_what_pdflatex_reads(evaluated, tmp_path):
+    """`≥`, `∅` (the report's own mark of an absent setting) and an emoji compile; the label stays recognisable
+    and Latin letters keep their accents."""
+    if not shutil.which("pdflatex"):
+        pytest.fail("pdflatex is not installed: .ci/run installs texlive to compile the report's tables_standalone.tex")
+    cfg = dict(evaluated, experiments={**evaluated["experiments"], "ablation_wo_rfs": {
+        **evaluated["experiments"]["ablation_wo_rfs"], "ablation": "RFS ≥ 2 ∅ café 🚀"}})
+    write_tables(cfg, "tiny.yaml", tmp_path)
+    compile_standalone(tmp_path)
+    assert r"RFS $\geq$ 2 $\emptyset$ café [rocket]" in (tmp_path / "tables.tex").read_text()
