@@ -118,15 +118,22 @@ StrictValidator = jsonschema.validators.extend(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)))
 
 
+def integer_as_float(err: jsonschema.ValidationError) -> bool:
+    """A whole number written as a float (2.0) where the schema wants an integer."""
+    expected = err.validator_value if err.validator == "type" else []
+    return "integer" in ([expected] if isinstance(expected, str) else expected) \
+        and isinstance(err.instance, float) and err.instance.is_integer()
+
+
 def validate(cfg: dict, schema: dict, source: str) -> dict:
-    """Validate `cfg` in place, filling schema defaults; raise one readable error naming the key."""
+    """Validate `cfg` in place, filling schema defaults; raise one readable error naming the key (of a key's
+    errors, "write it as an integer" last: a range error says what to write instead)."""
     validator = StrictValidator(schema)
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    errors = sorted(validator.iter_errors(cfg),
+                    key=lambda e: (len(e.absolute_path), str(e.absolute_path), integer_as_float(e)))
     if errors:
         err = errors[0]
-        expected = err.validator_value if err.validator == "type" else []
-        if "integer" in ([expected] if isinstance(expected, str) else expected) \
-                and isinstance(err.instance, float) and err.instance.is_integer():
+        if integer_as_float(err):
             raise BsrError(f"{source}: {key_path(err)}: {err.instance} is not an integer (write {int(err.instance)})")
         if err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
