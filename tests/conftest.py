@@ -10,6 +10,16 @@ SHARED = Path(os.environ.get("BSR_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 
 
+# The longest files go first: under two workers (`--dist loadfile` hands out whole files in collection order) a
+# 13-minute file that starts last holds the suite that long past the rest.
+LONGEST_FIRST = ("test_dvc.py", "test_slurm.py", "test_pipeline.py", "test_variants.py", "test_replicates.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (DATA / "Set5" / "HR").is_dir():
