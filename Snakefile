@@ -12,7 +12,7 @@ import sys
 
 from bsr import BsrError, layout, stages
 from bsr.config import load_pipeline, snakemake_config_path
-from bsr.variants import plan_checks
+from bsr.variants import claim_folders, plan_checks
 
 min_version("9.0")
 
@@ -32,6 +32,11 @@ try:
     config.update(checked)
 except BsrError as err:
     sys.exit(f"bsr: error: {err}")  # one line, not Snakemake's stack of bsr's frames
+
+
+onstart:
+    # A run (not a dry run) records in its folders that they hold this config's outputs (bsr.variants).
+    claim_folders(config, CONFIG_PATH)
 
 if not workflow.non_local_exec and (warning := stages.cpu_training_warning(config)):
     print(f"WARNING: {warning}", file=sys.stderr)

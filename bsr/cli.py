@@ -120,9 +120,23 @@ def cmd_dvc_yaml(args):
     from bsr.config import load_pipeline
     from bsr.dvc_stages import dvc_yaml, dvc_yaml_path
     from bsr.files import write_text
+    from bsr.stages import sharing_lineage
+    from bsr.variants import check_owners, claim_folders
 
+    cfg = load_pipeline(args.config)
+    check_owners(cfg, args.config)
+    # A variant's stages depend on the outputs of the stages it shares, which its parents' files declare.
+    for parent, path in reversed(sharing_lineage(cfg, args.config)[1:]):
+        parent_out, text = dvc_yaml_path(path), dvc_yaml(parent, path)
+        if not Path(parent_out).is_file():
+            write_text(parent_out, text)
+            print(f"wrote {parent_out}")
+        elif Path(parent_out).read_text() != text:
+            raise BsrError(f"{parent_out}: not what {path} gives, which {args.config}'s stages depend on: "
+                           f"regenerate it with `bsr dvc-yaml --config {path}`")
     out = args.out or dvc_yaml_path(args.config)
-    write_text(out, dvc_yaml(load_pipeline(args.config), args.config, out))
+    write_text(out, dvc_yaml(cfg, args.config, out))
+    claim_folders(cfg, args.config)
     print(f"wrote {out}")
 
 
@@ -263,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="pipeline config")
     p.add_argument("--out", help="report folder (default: reports/<the config's name>)")
 
-    p = verb("dvc-yaml", cmd_dvc_yaml, "generate dvc.yaml from a pipeline config (the same DAG as Snakemake)",
+    p = verb("dvc-yaml", cmd_dvc_yaml, "generate dvc.yaml from a pipeline config (the same DAG as Snakemake); for a "
+             "variant, its parent's too when missing",
              inputs=("config",), outputs=("out",))
     p.add_argument("--config", required=True, help="pipeline config, relative to the project folder")
     p.add_argument("--out", help="default: dvc.yaml for config/config.yaml, else config/<stem>/dvc.yaml")
@@ -289,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     from bsr.files import sigterm_raises
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "config", None):  # as the jobs name it, however it is spelt (bsr.config.project_path)
+        from bsr.config import project_path
+
+        args.config = project_path(args.config)
     try:
         with sigterm_raises():  # so that a cancelled verb removes its temporary files
             check_paths(args)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 from functools import lru_cache
 from importlib import resources
@@ -41,6 +42,25 @@ class _Loader(yaml.SafeLoader):
                                    f"{', '.join(key_node.value + '.' + k for k in lost)} would be lost; give the "
                                    f"experiment 'base: <an entry of bases>' instead, which is deep-merged")
         super().flatten_mapping(node)
+
+    def compose_mapping_node(self, anchor):
+        """A mapping as written, refused if it gives a key twice: YAML would keep the last one silently. Checked
+        once per mapping, before any `<<` merge adds its keys."""
+        node = super().compose_mapping_node(anchor)
+        first_line = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            if key in first_line:
+                raise DuplicateKey(f"line {line}: a second '{key_node.value}' key (the first is on line "
+                                   f"{first_line[key]}): YAML would keep the last one alone; give each key once")
+            first_line[key] = line
+        return node
+
+
+class DuplicateKey(yaml.YAMLError):
+    """Valid YAML that gives one key twice in a mapping."""
 
 
 class ShallowMerge(yaml.YAMLError):
@@ -98,7 +118,7 @@ def load_yaml(path) -> dict:
         data = read_yaml(path.read_text())
     except FileNotFoundError:
         raise BsrError(f"{path}: no such config file") from None
-    except (ShallowMerge, TooLarge) as err:
+    except (DuplicateKey, ShallowMerge, TooLarge) as err:
         raise BsrError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise BsrError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
@@ -325,6 +345,7 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
     for key, dataset in references:
         if dataset not in cfg["datasets"]:
             raise BsrError(f"{source}: {key}: {dataset!r} is not a key of datasets")
+    check_run_names(cfg, source)
     check_labels(cfg, source)
     check_published(cfg, source)
     for name, exp in cfg["experiments"].items():
@@ -333,6 +354,15 @@ def check_pipeline(cfg: dict, source: str = "config") -> dict:
             raise BsrError(f"{source}: experiments.{name}.self_ensemble: the ablation compares plain arms; the ×8 "
                            "self-ensemble is a row of BSR or of a baseline (method) only")
     return cfg
+
+
+def check_run_names(cfg: dict, source: str) -> None:
+    """No experiment may be named like a replicate run of another (<experiment>-r<k>): the two would be one run."""
+    for name in cfg["experiments"]:
+        for index, run in enumerate(run_names(cfg, name)[1:], 1):
+            if run in cfg["experiments"]:
+                raise BsrError(f"{source}: experiments.{run}: is the name of replicate {index} of experiments.{name} "
+                               f"(replicates: {replicate_count(cfg, name)}); rename the experiment")
 
 
 @lru_cache(maxsize=None)
@@ -433,22 +463,27 @@ def snakemake_config_path(configfiles, overrides, cwd=".") -> str:
     if len(configfiles) != 1:
         raise BsrError(f"{len(configfiles)} config files ({', '.join(map(str, configfiles))}): pass one "
                        "--configfile; the jobs read the file, and bsr does not merge several")
-    path = Path(configfiles[0]).resolve()
-    cwd = Path(cwd).resolve()
-    return path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else str(path)
+    return project_path(configfiles[0], cwd)
+
+
+def project_path(path, cwd=".") -> str:
+    """A config file's path as every job, record and check names it: relative to the project folder (the
+    working folder), in POSIX form, with no `.` or doubled `/` (`./config//x.yaml`, and its absolute path, are
+    `config/x.yaml`); absolute only outside the project. Two spellings of one file would be two configs whose
+    job commands differ, so that each run would redo the other's jobs."""
+    cwd = Path(os.path.abspath(cwd))
+    absolute = Path(os.path.normpath(cwd / path))
+    if not absolute.is_relative_to(cwd):  # a link to the project folder, or the folder through a link
+        absolute, cwd = (cwd / path).resolve(), cwd.resolve()
+    return absolute.relative_to(cwd).as_posix() if absolute.is_relative_to(cwd) else absolute.as_posix()
 
 
 def load_pipeline(path) -> dict:
-    """A pipeline config, checked; a variant (`extends:`) merged over its parent, its jobs shared with it."""
-    cfg = load_yaml(path)
-    if "extends" in cfg:
-        from bsr.variants import load_variant
+    """A pipeline config, checked; a variant (`extends:`) merged over its parent, its jobs shared with it. Its
+    path (cfg["_file"]) is the project's (`project_path`)."""
+    from bsr.variants import config_chain, pipeline_of_chain
 
-        cfg = load_variant(path)
-    else:
-        check_pipeline(cfg, str(path))
-    cfg["_file"] = str(path)  # what bsr derives starts with "_", which no config key may
-    return cfg
+    return pipeline_of_chain(config_chain(project_path(path)))
 
 
 def experiment_from_file(path, experiment: str | None = None) -> dict:

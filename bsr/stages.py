@@ -97,9 +97,17 @@ def lineage(cfg: dict, config_path: str) -> list[tuple[dict, str]]:
     return chain
 
 
+def sharing_lineage(cfg: dict, config_path: str) -> list[tuple[dict, str]]:
+    """(config, file) of a config and of each config it extends whose jobs its DAG holds, itself first: up the
+    chain while each shares its parent's data_dir (a variant with a data_dir of its own shares nothing)."""
+    chain = lineage(cfg, config_path)
+    shares = [c["data_dir"] == parent["data_dir"] for (c, _), (parent, _) in zip(chain, chain[1:])]
+    return chain[:shares.index(False) + 1] if False in shares else chain
+
+
 def work_roots(cfg: dict) -> list[str]:
-    """The work folders of a config's DAG: its own and those of the configs it extends."""
-    return list(dict.fromkeys(work_dir(c) for c, _ in lineage(cfg, "")))
+    """The work folders of a config's DAG: its own and those of the configs it extends that it shares jobs with."""
+    return list(dict.fromkeys(work_dir(c) for c, _ in sharing_lineage(cfg, "")))
 
 
 def job_root(cfg: dict, stage: str, w: dict) -> str:
@@ -254,8 +262,9 @@ def lineage_files(cfg: dict) -> list[str]:
 def moved_cells(cfg: dict) -> list[tuple[str, str, bool]]:
     """(experiment, test set, self-ensemble) that a variant and its parent both score, from runs of their own:
     the cells of "What moved". A cell is its replicates' mean, so it moved unless every replicate's evaluation
-    is the same file on both sides (a variant that adds a seed moves it, though replicate 0 is shared)."""
-    if "_variant" not in cfg:
+    is the same file on both sides (a variant that adds a seed moves it, though replicate 0 is shared). None for
+    a variant with a data_dir of its own, which shares nothing: its DAG holds none of its parent's jobs."""
+    if len(sharing_lineage(cfg, "")) == 1:
         return []
     parent, cells = cfg["_variant"]["parent"], []
     for plus, evaluations in ((False, evaluate_jobs), (True, self_ensemble_jobs)):
@@ -445,7 +454,7 @@ def jobs(cfg: dict, config_path: str) -> list[Job]:
     names = [j.name for j in table]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:  # e.g. experiment A_B on set C and experiment A on set B_C
-        raise BsrError(f"config: jobs {', '.join(clashes)} would share a name (and a log): rename an experiment or "
+        raise BsrError(f"{config_path}: jobs {', '.join(clashes)} would share a name (and a log): rename an experiment or "
                        "a dataset")
     return table
 
