@@ -137,7 +137,8 @@ def test_gray_rgba_and_palette_follow_the_image_rules_and_16_bit_is_refused(shar
     assert sorted(out) == ["gray", "opaque", "palette", "rgb"]
     assert out["gray"].mode == "L" and np.array_equal(np.array(out["gray"]), upscale(gray))
     assert out["opaque"].mode == "RGB" and np.array_equal(np.array(out["opaque"]), np.array(out["rgb"]))
-    assert np.array_equal(np.array(out["palette"]), upscale(read_image(folder / "palette.png")))
+    # a palette image is an input to upscale (expanded to RGB), never scored
+    assert np.array_equal(np.array(out["palette"]), upscale(read_image(folder / "palette.png", photo=True)))
     # a photo: JPEG, upscaled as a viewer shows it (EXIF orientation 6: rotated 90° clockwise), never scored
     exif = Image.Exif()
     exif[0x0112] = 6
