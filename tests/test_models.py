@@ -152,56 +152,6 @@ def test_export_errors_are_one_line_naming_the_file(shared_data, registered_run,
     assert not (tmp_path / "a.onnx").exists()
 
 
-def wait_until_serving(server, port: int, log, seconds: float = 120) -> None:
-    import time
-    import urllib.error
-    import urllib.request
-
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert server.poll() is None, f"mlflow models serve exited: {log.read_text()[-3000:]}"
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow models serve did not answer within {seconds} s: {log.read_text()[-3000:]}")
-
-
-@pytest.mark.slow
-def test_mlflow_serves_the_registered_model_on_localhost(shared_data, registered_run, tmp_path):
-    """The README's command, `mlflow models serve -m models:/bsr-BI-x2@paper --env-manager local`, on 127.0.0.1."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
-
-    run_dir, uri, _ = registered_run
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path / "serve.log"
-    with open(log, "w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/bsr-BI-x2@paper", "--host", "127.0.0.1",
-             "--port", str(port), "--env-manager", "local"],
-            env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}, stdout=log_file,
-            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until_serving(server, port, log)
-        x = lr_input(shared_data)[..., :40, :56]
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
-                                         data=json.dumps({"inputs": x.numpy().tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        predictions = np.array(json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"])
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started
-        server.wait(timeout=30)
-    assert predictions.shape == (1, 3, 80, 112)
-    assert np.abs(predictions - trained_output(run_dir, x)).max() <= 1e-6
-
-
 def test_a_rerun_evaluation_replaces_its_mlflow_run_instead_of_piling_up(shared_data, registered_run, tmp_path):
     from mlflow.tracking import MlflowClient
 
